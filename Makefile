@@ -1,0 +1,82 @@
+# DyFiP: `make demo` and `make test` set everything up on a fresh machine, then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BOARD_VENV := .venv-board
+PY := $(VENV)/bin/python
+BPY := $(BOARD_VENV)/bin/python
+PIP_QUIET := --quiet --disable-pip-version-check
+SEED ?= 0
+BOARD ?= Pynq-Z2
+DEMO_DIR ?= build/demo
+BENCH_DIR ?= build/bench
+BUNDLE ?= $(DEMO_DIR)
+PYTEST_ARGS ?=
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: all env board-env demo bench test test-host test-board hil estimate bitstream \
+        deploy lint-rtl clean fashion-mnist
+
+all: demo
+
+# ---- environments ------------------------------------------------------------------
+$(VENV)/.stamp: requirements/host.txt requirements/host-nodeps.txt pyproject.toml
+	@echo ">> host environment in $(VENV) (torch CPU, Brevitas, finn-plus, Captum, cocotb)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_QUIET) -r requirements/host.txt 2> >(grep -v "^WARNING: Location" >&2)
+	$(PY) -m pip install $(PIP_QUIET) --no-deps -r requirements/host-nodeps.txt 2> >(grep -v "^WARNING: Location" >&2)
+	$(PY) -m pip install $(PIP_QUIET) --no-deps --no-build-isolation -e . 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
+$(BOARD_VENV)/.stamp: requirements/board.txt pyproject.toml
+	@echo ">> board environment in $(BOARD_VENV) (numpy<2, pynq, no torch/FINN)"
+	test -x $(BPY) || $(PYTHON) -m venv $(BOARD_VENV)
+	$(BPY) -m pip install $(PIP_QUIET) -r requirements/board.txt 2> >(grep -v "^WARNING: Location" >&2)
+	$(BPY) -m pip install $(PIP_QUIET) --no-deps --no-build-isolation -e . 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
+env: $(VENV)/.stamp
+board-env: $(BOARD_VENV)/.stamp
+
+# ---- the main jobs ------------------------------------------------------------------
+demo: env
+	$(VENV)/bin/dyfip run --dataset digits --seed $(SEED) --out $(DEMO_DIR)
+
+fashion-mnist:
+	@if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || [ -n "$(DATA_DIR)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or pass DATA_DIR=<folder with the IDX files>"; exit 1; fi
+
+bench: env fashion-mnist
+	$(VENV)/bin/dyfip run --dataset fashion-mnist --seed $(SEED) --out $(BENCH_DIR) \
+	  $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+# ---- tests --------------------------------------------------------------------------
+test: test-host test-board
+
+test-host: env
+	$(PY) -m pytest tests -m "not board_env" $(PYTEST_ARGS)
+
+test-board: env board-env
+	$(BPY) -m pytest tests -m "board_env" $(PYTEST_ARGS)
+
+hil: env board-env
+	$(BPY) -m pytest tests -m "hil" $(PYTEST_ARGS)
+
+# ---- accelerator ----------------------------------------------------------------------
+estimate: env
+	$(VENV)/bin/dyfip build --bundle $(BUNDLE) --board $(BOARD) --estimate
+
+bitstream: env
+	$(VENV)/bin/dyfip build --bundle $(BUNDLE) --board $(BOARD) --bitstream
+
+lint-rtl: env
+	$(PY) -m dyfip_hw.rtl_lint
+
+deploy:
+	@test -n "$(BOARD_HOST)" || { echo "usage: make deploy BOARD_HOST=xilinx@<board-ip> [BUNDLE=$(BUNDLE)]"; exit 1; }
+	rsync -a --exclude '*.pt' $(BUNDLE)/ $(BOARD_HOST):/home/xilinx/jupyter_notebooks/dyfip/bundle/
+	rsync -a sw/ notebooks/ pyproject.toml $(BOARD_HOST):/home/xilinx/jupyter_notebooks/dyfip/
+
+clean:
+	rm -rf build sim_build

@@ -1,0 +1,1 @@
+"""DyFiP accelerator generation: FINN flow, filter-enable custom ops, RTL sources."""

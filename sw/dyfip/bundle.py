@@ -1,0 +1,62 @@
+"""The deployment bundle: one folder per build, every file written atomically.
+
+numpy-only, so the board driver can use it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+# file names inside a bundle
+CONFIG = "config.json"
+CHECKPOINT = "model.pt"
+FINETUNED = "stage_b_{method}.pt"
+IMPORTANCE = "importance.npz"
+TABLES = "tables.npz"
+BRANCH = "branch.npz"
+REFERENCE = "reference.npz"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+def atomic_write_with(path: str | Path, write: Callable[[str], Any]) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write_with(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_npz(path: str | Path, **arrays: Any) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    atomic_write_with(path, write)
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the step that writes it first")
+    return json.loads(path.read_text())

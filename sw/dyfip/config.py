@@ -1,0 +1,127 @@
+"""One configuration object for every DyFiP step, with a preset per data set."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One quantized conv block: conv(3x3) -> BN -> QuantReLU [-> 2x2 max-pool]."""
+
+    out_channels: int
+    pool: bool = False
+    padding: int = 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a DyFiP run needs; serialised into the bundle as ``config.json``."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    seed: int = 0
+    # network
+    stage_a: tuple[ConvSpec, ...] = (ConvSpec(16), ConvSpec(32, pool=True))
+    stage_b: tuple[ConvSpec, ...] = (ConvSpec(64), ConvSpec(64, pool=True))
+    weight_bits: int = 4
+    act_bits: int = 4
+    head_hidden: tuple[int, ...] = ()  # fully connected layers before the classifier
+    branch_pool: int = 2  # branch = avg-pool(branch_pool) -> QuantLinear
+    # training
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    branch_loss_weight: float = 1.0
+    finetune_epochs: int = 15
+    # decision rule and pruning
+    k: int = 2
+    tau: float = 0.9
+    budget: float = 0.0625
+    group_size: int = 1
+    xai_method: str = "grad_x_act"
+    xai_samples_per_class: int = 64
+    # evaluation sweep (empty: only the main point)
+    sweep_tau: tuple[float, ...] = (0.7, 0.8, 0.9, 0.95, 0.99)
+    sweep_k: tuple[int, ...] = (1, 2, 3)
+    sweep_budget: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5)
+    # default folding for the first cycle estimate: (PE, SIMD) caps per layer
+    default_pe: int = 4
+    default_simd: int = 4
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        data = dict(data)
+        for key in ("stage_a", "stage_b"):
+            if key in data:
+                data[key] = tuple(ConvSpec(**c) if isinstance(c, dict) else c for c in data[key])
+        for key in ("head_hidden", "sweep_tau", "sweep_k", "sweep_budget"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def validate(self, num_classes: int) -> None:
+        """Reject settings that cannot work, naming the value."""
+        if not 1 <= self.k < num_classes:
+            raise ValueError(f"k={self.k} must be in 1..{num_classes - 1} for {num_classes} classes")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau={self.tau} must be in (0, 1]")
+        if not 0.0 < self.budget <= 1.0:
+            raise ValueError(f"budget={self.budget} must be in (0, 1]")
+        if self.group_size < 1:
+            raise ValueError(f"group_size={self.group_size} must be >= 1")
+        for spec in self.stage_b:
+            if spec.out_channels % self.group_size:
+                raise ValueError(
+                    f"group_size={self.group_size} does not divide a stage-B layer of "
+                    f"{spec.out_channels} filters")
+
+
+PRESETS: dict[str, Config] = {
+    "digits": Config(),
+    "fashion-mnist": Config(
+        dataset="fashion-mnist",
+        stage_a=(ConvSpec(16, pool=True), ConvSpec(32, pool=True)),
+        stage_b=(ConvSpec(64), ConvSpec(64, pool=True), ConvSpec(128)),
+        epochs=8, batch_size=128, lr=3e-3, finetune_epochs=4,
+        budget=0.25, k=2, tau=0.9, xai_samples_per_class=256,
+        sweep_tau=(0.8, 0.9, 0.95), sweep_k=(2, 3), sweep_budget=(0.125, 0.25, 0.5),
+    ),
+    "cifar10": Config(
+        dataset="cifar10",
+        # FINN's CNV topology (valid 3x3 convs, 2 hidden FC layers), split after conv 3
+        stage_a=(ConvSpec(64, padding=0), ConvSpec(64, pool=True, padding=0),
+                 ConvSpec(128, padding=0)),
+        stage_b=(ConvSpec(128, pool=True, padding=0), ConvSpec(256, padding=0),
+                 ConvSpec(256, padding=0)),
+        head_hidden=(512, 512), weight_bits=2, act_bits=2, epochs=20, batch_size=128,
+        budget=0.25, branch_pool=4,
+    ),
+}
+
+
+def preset(dataset: str, **overrides: Any) -> Config:
+    """The preset for ``dataset`` with ``overrides`` applied (None values are ignored)."""
+    if dataset not in PRESETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[dataset].replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+__all__ = ["Config", "ConvSpec", "PRESETS", "preset", "field"]

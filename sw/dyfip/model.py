@@ -1,0 +1,199 @@
+"""The quantized DyFiP network: stage A, coarse top-k branch, maskable stage B.
+
+Built from Brevitas layers that FINN supports: 3x3 QuantConv2d (no bias) -> BatchNorm ->
+QuantReLU -> optional 2x2 max-pool; per-tensor low-bit weights; an 8-bit fixed-scale input
+quantizer so that the accelerator takes raw uint8 pixels.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from brevitas.core.scaling import ScalingImplType
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
+from torch import nn
+
+from .config import Config, ConvSpec
+
+
+class PixelQuant(Uint8ActPerTensorFloat):
+    """Unsigned 8-bit input with the constant scale 1/255: exactly the uint8 pixel values."""
+
+    scaling_impl_type = ScalingImplType.CONST
+    max_val = 1.0
+
+
+class QuantConvBlock(nn.Module):
+    """conv3x3 -> BN -> QuantReLU [-> maxpool 2x2]; ``mask`` zeroes whole filters."""
+
+    def __init__(self, in_channels: int, spec: ConvSpec, weight_bits: int, act_bits: int):
+        super().__init__()
+        self.spec = spec
+        self.conv = QuantConv2d(in_channels, spec.out_channels, 3, padding=spec.padding,
+                                bias=False, weight_quant=Int8WeightPerTensorFloat,
+                                weight_bit_width=weight_bits)
+        self.bn = nn.BatchNorm2d(spec.out_channels)
+        self.act = QuantReLU(bit_width=act_bits, act_quant=Uint8ActPerTensorFloat)
+        self.pool = nn.MaxPool2d(2) if spec.pool else nn.Identity()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.pool(self.act(self.bn(self.conv(x))))
+        if mask is not None:
+            y = y * mask.to(y.dtype)[:, :, None, None]
+        return y
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Shape facts of one matrix-vector layer, the unit of the cost model."""
+
+    name: str
+    kind: str  # "conv" or "fc"
+    in_channels: int
+    out_channels: int
+    kernel: int
+    out_pixels: int  # output positions before pooling (1 for fc)
+    prunable: bool
+
+    @property
+    def macs(self) -> int:
+        return self.out_pixels * self.kernel * self.kernel * self.in_channels * self.out_channels
+
+
+class DyFiPNet(nn.Module):
+    """Stage A -> (branch | stage B with per-layer filter masks -> classifier)."""
+
+    def __init__(self, config: Config, in_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        self.config = config
+        self.in_shape = tuple(in_shape)
+        self.num_classes = num_classes
+        wb, ab = config.weight_bits, config.act_bits
+        self.input_quant = QuantIdentity(act_quant=PixelQuant, return_quant_tensor=False)
+        channels, size = in_shape[0], in_shape[1]
+        self.geometry: list[LayerGeometry] = []
+        blocks_a = []
+        for i, spec in enumerate(config.stage_a):
+            blocks_a.append(QuantConvBlock(channels, spec, wb, ab))
+            channels, size = self._record(f"stage_a.{i}", channels, spec, size, prunable=False)
+        self.stage_a = nn.Sequential(*blocks_a)
+        self.feature_shape = (channels, size, size)
+        pooled = size // config.branch_pool
+        if pooled < 1:
+            raise ValueError(f"branch_pool={config.branch_pool} larger than the {size}x{size} "
+                             "stage-A output")
+        self.branch = nn.Sequential(
+            nn.AvgPool2d(config.branch_pool), nn.Flatten(),
+            QuantLinear(channels * pooled * pooled, num_classes, bias=True,
+                        weight_quant=Int8WeightPerTensorFloat, weight_bit_width=8))
+        self.geometry.append(LayerGeometry("branch", "fc", channels * pooled * pooled,
+                                           num_classes, 1, 1, prunable=False))
+        blocks_b = []
+        for i, spec in enumerate(config.stage_b):
+            blocks_b.append(QuantConvBlock(channels, spec, wb, ab))
+            channels, size = self._record(f"stage_b.{i}", channels, spec, size, prunable=True)
+        self.stage_b = nn.ModuleList(blocks_b)
+        head: list[nn.Module] = [nn.Flatten()]
+        width = channels * size * size
+        for j, hidden in enumerate(config.head_hidden):
+            head += [QuantLinear(width, hidden, bias=False, weight_quant=Int8WeightPerTensorFloat,
+                                 weight_bit_width=wb),
+                     nn.BatchNorm1d(hidden), QuantReLU(bit_width=ab)]
+            self.geometry.append(LayerGeometry(f"head.{j}", "fc", width, hidden, 1, 1, False))
+            width = hidden
+        head.append(QuantLinear(width, num_classes, bias=False,
+                                weight_quant=Int8WeightPerTensorFloat, weight_bit_width=wb))
+        self.geometry.append(LayerGeometry("classifier", "fc", width, num_classes, 1, 1, False))
+        self.head = nn.Sequential(*head)
+
+    def _record(self, name: str, channels: int, spec: ConvSpec, size: int, prunable: bool
+                ) -> tuple[int, int]:
+        out = size + 2 * spec.padding - 2
+        if out < 1 or (spec.pool and out < 2):
+            raise ValueError(f"layer {name}: input {size}x{size} too small for its 3x3 conv/pool")
+        self.geometry.append(LayerGeometry(name, "conv", channels, spec.out_channels, 3,
+                                           out * out, prunable))
+        return spec.out_channels, out // 2 if spec.pool else out
+
+    # -- structure -----------------------------------------------------------------------
+    @property
+    def prunable_layers(self) -> list[str]:
+        return [g.name for g in self.geometry if g.prunable]
+
+    @property
+    def filters_per_layer(self) -> list[int]:
+        return [g.out_channels for g in self.geometry if g.prunable]
+
+    # -- forward -------------------------------------------------------------------------
+    def check_images(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"images must have shape (N, {', '.join(map(str, self.in_shape))}); "
+                             f"got {tuple(x.shape)}")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Stage A on float images in [0, 1] (uint8 / 255)."""
+        self.check_images(x)
+        return self.stage_a(self.input_quant(x))
+
+    def branch_logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.branch(features)
+
+    def stage_b_logits(self, features: torch.Tensor,
+                       masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Stage B and classifier; ``masks[l]`` is (N, F_l) of 0/1 for prunable layer l."""
+        if masks is not None and len(masks) != len(self.stage_b):
+            raise ValueError(f"expected {len(self.stage_b)} layer masks, got {len(masks)}")
+        y = features
+        for i, block in enumerate(self.stage_b):
+            y = block(y, None if masks is None else masks[i])
+        return self.head(y)
+
+    def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return self.stage_b_logits(f, masks), self.branch_logits(f)
+
+
+def images_to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> the float input the network expects (exactly representable /255)."""
+    t = torch.as_tensor(images)
+    if t.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 pixels, got {t.dtype}")
+    return t.float() / 255.0
+
+
+def model_hash(model: nn.Module) -> str:
+    """SHA-256 over the state dict (names, shapes, values): binds tables to weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        arr = tensor.detach().cpu().contiguous().numpy()
+        h.update(name.encode())
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def build_model(config: Config, in_shape: tuple[int, int, int], num_classes: int) -> DyFiPNet:
+    torch.manual_seed(config.seed)
+    return DyFiPNet(config, in_shape, num_classes)
+
+
+def save_checkpoint(model: DyFiPNet, path) -> None:
+    from .bundle import atomic_write_with
+
+    payload = {"config": model.config.to_json(), "in_shape": model.in_shape,
+               "num_classes": model.num_classes, "state_dict": model.state_dict()}
+    atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path) -> DyFiPNet:
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model = DyFiPNet(Config.from_dict(json.loads(payload["config"])),
+                     tuple(payload["in_shape"]), payload["num_classes"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model
