@@ -30,24 +30,25 @@ class Config:
     weight_bits: int = 4
     act_bits: int = 4
     head_hidden: tuple[int, ...] = ()  # fully connected layers before the classifier
-    branch_pool: int = 2  # branch = avg-pool(branch_pool) -> QuantLinear
+    branch_pool: int = 1  # branch = avg-pool(branch_pool) -> QuantLinear
     # training
     epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
     branch_loss_weight: float = 1.0
-    finetune_epochs: int = 15
+    finetune_epochs: int = 30
     # decision rule and pruning
     k: int = 2
     tau: float = 0.9
     budget: float = 0.0625
     group_size: int = 1
     xai_method: str = "grad_x_act"
+    importance_mode: str = "class"  # "class" or "contrast" (see dyfip.tables)
     xai_samples_per_class: int = 64
     # evaluation sweep (empty: only the main point)
     sweep_tau: tuple[float, ...] = (0.7, 0.8, 0.9, 0.95, 0.99)
-    sweep_k: tuple[int, ...] = (1, 2, 3)
-    sweep_budget: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5)
+    sweep_k: tuple[int, ...] = (2, 3)
+    sweep_budget: tuple[float, ...] = (0.0625, 0.125, 0.25)
     # default folding for the first cycle estimate: (PE, SIMD) caps per layer
     default_pe: int = 4
     default_simd: int = 4
@@ -98,10 +99,11 @@ PRESETS: dict[str, Config] = {
     "digits": Config(),
     "fashion-mnist": Config(
         dataset="fashion-mnist",
-        stage_a=(ConvSpec(16, pool=True), ConvSpec(32, pool=True)),
-        stage_b=(ConvSpec(64), ConvSpec(64, pool=True), ConvSpec(128)),
+        # stage A is ~10% of the MACs (DESIGN.md's prototype net)
+        stage_a=(ConvSpec(16, pool=True), ConvSpec(32)),
+        stage_b=(ConvSpec(64, pool=True), ConvSpec(64), ConvSpec(128, pool=True)),
         epochs=8, batch_size=128, lr=3e-3, finetune_epochs=4,
-        budget=0.25, k=2, tau=0.9, xai_samples_per_class=256,
+        budget=0.25, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,
         sweep_tau=(0.8, 0.9, 0.95), sweep_k=(2, 3), sweep_budget=(0.125, 0.25, 0.5),
     ),
     "cifar10": Config(

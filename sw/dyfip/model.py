@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from brevitas.core.scaling import ScalingImplType
@@ -18,6 +16,7 @@ from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
 from torch import nn
 
 from .config import Config, ConvSpec
+from .costs import LayerGeometry
 
 
 class PixelQuant(Uint8ActPerTensorFloat):
@@ -47,23 +46,6 @@ class QuantConvBlock(nn.Module):
         return y
 
 
-@dataclass(frozen=True)
-class LayerGeometry:
-    """Shape facts of one matrix-vector layer, the unit of the cost model."""
-
-    name: str
-    kind: str  # "conv" or "fc"
-    in_channels: int
-    out_channels: int
-    kernel: int
-    out_pixels: int  # output positions before pooling (1 for fc)
-    prunable: bool
-
-    @property
-    def macs(self) -> int:
-        return self.out_pixels * self.kernel * self.kernel * self.in_channels * self.out_channels
-
-
 class DyFiPNet(nn.Module):
     """Stage A -> (branch | stage B with per-layer filter masks -> classifier)."""
 
@@ -79,7 +61,7 @@ class DyFiPNet(nn.Module):
         blocks_a = []
         for i, spec in enumerate(config.stage_a):
             blocks_a.append(QuantConvBlock(channels, spec, wb, ab))
-            channels, size = self._record(f"stage_a.{i}", channels, spec, size, prunable=False)
+            channels, size = self._record(f"stage_a.{i}", "a", channels, spec, size)
         self.stage_a = nn.Sequential(*blocks_a)
         self.feature_shape = (channels, size, size)
         pooled = size // config.branch_pool
@@ -90,33 +72,33 @@ class DyFiPNet(nn.Module):
             nn.AvgPool2d(config.branch_pool), nn.Flatten(),
             QuantLinear(channels * pooled * pooled, num_classes, bias=True,
                         weight_quant=Int8WeightPerTensorFloat, weight_bit_width=8))
-        self.geometry.append(LayerGeometry("branch", "fc", channels * pooled * pooled,
-                                           num_classes, 1, 1, prunable=False))
+        self.geometry.append(LayerGeometry("branch", "branch", channels, num_classes,
+                                           pooled * pooled, 1))
         blocks_b = []
         for i, spec in enumerate(config.stage_b):
             blocks_b.append(QuantConvBlock(channels, spec, wb, ab))
-            channels, size = self._record(f"stage_b.{i}", channels, spec, size, prunable=True)
+            channels, size = self._record(f"stage_b.{i}", "b", channels, spec, size)
         self.stage_b = nn.ModuleList(blocks_b)
         head: list[nn.Module] = [nn.Flatten()]
-        width = channels * size * size
+        width, kk = channels * size * size, size * size
         for j, hidden in enumerate(config.head_hidden):
             head += [QuantLinear(width, hidden, bias=False, weight_quant=Int8WeightPerTensorFloat,
                                  weight_bit_width=wb),
                      nn.BatchNorm1d(hidden), QuantReLU(bit_width=ab)]
-            self.geometry.append(LayerGeometry(f"head.{j}", "fc", width, hidden, 1, 1, False))
-            width = hidden
+            self.geometry.append(LayerGeometry(f"head.{j}", "b", width // kk, hidden, kk, 1))
+            width, kk = hidden, 1
         head.append(QuantLinear(width, num_classes, bias=False,
                                 weight_quant=Int8WeightPerTensorFloat, weight_bit_width=wb))
-        self.geometry.append(LayerGeometry("classifier", "fc", width, num_classes, 1, 1, False))
+        self.geometry.append(LayerGeometry("classifier", "b", width // kk, num_classes, kk, 1))
         self.head = nn.Sequential(*head)
 
-    def _record(self, name: str, channels: int, spec: ConvSpec, size: int, prunable: bool
+    def _record(self, name: str, stage: str, channels: int, spec: ConvSpec, size: int
                 ) -> tuple[int, int]:
         out = size + 2 * spec.padding - 2
         if out < 1 or (spec.pool and out < 2):
             raise ValueError(f"layer {name}: input {size}x{size} too small for its 3x3 conv/pool")
-        self.geometry.append(LayerGeometry(name, "conv", channels, spec.out_channels, 3,
-                                           out * out, prunable))
+        self.geometry.append(LayerGeometry(name, stage, channels, spec.out_channels, 9,
+                                           out * out, prunable=stage == "b"))
         return spec.out_channels, out // 2 if spec.pool else out
 
     # -- structure -----------------------------------------------------------------------

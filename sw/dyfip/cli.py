@@ -1,0 +1,72 @@
+"""``dyfip``: one command per step, all writing into one bundle folder."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+STEP_COMMANDS = {"train": ("train",), "explain": ("explain",), "finetune": ("finetune",),
+                 "evaluate": ("evaluate",), "run": ("train", "explain", "finetune", "evaluate")}
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("build/demo"), help="bundle folder")
+    p.add_argument("--dataset", choices=["digits", "fashion-mnist", "cifar10"])
+    p.add_argument("--data-dir", dest="data_dir", help="folder with the data set's files")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--finetune-epochs", dest="finetune_epochs", type=int)
+    p.add_argument("--k", type=int)
+    p.add_argument("--tau", type=float)
+    p.add_argument("--budget", type=float)
+    p.add_argument("--group-size", dest="group_size", type=int)
+    p.add_argument("--xai-method", dest="xai_method")
+    p.add_argument("--importance-mode", dest="importance_mode", choices=["class", "contrast"])
+    p.add_argument("--no-sweep", action="store_true", help="evaluate only the main point")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dyfip", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, steps in STEP_COMMANDS.items():
+        _add_pipeline_args(sub.add_parser(name, help=" -> ".join(steps)))
+    b = sub.add_parser("build", help="FINN accelerator: estimates or bitstream")
+    b.add_argument("--bundle", type=Path, default=Path("build/demo"))
+    b.add_argument("--board", default="Pynq-Z2")
+    b.add_argument("--estimate", action="store_true")
+    b.add_argument("--bitstream", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            from dyfip_hw.build import main as build_main
+            build_main(args.bundle, args.board, estimate=args.estimate or not args.bitstream,
+                       bitstream=args.bitstream)
+            return 0
+        from .pipeline import Pipeline, load_config
+
+        overrides = {k: v for k, v in vars(args).items()
+                     if k not in ("command", "out", "no_sweep")}
+        config = load_config(args.out, overrides, fresh=args.command in ("run", "train"))
+        if args.no_sweep:
+            config = config.replace(sweep_tau=(), sweep_k=(), sweep_budget=())
+        report = Pipeline(config, args.out).run(STEP_COMMANDS[args.command])
+        if report:
+            from .report import LABELS
+            for m in ("full", "early_exit", "static", "static_exit", "dyfip"):
+                r = report[m]
+                print(f"{LABELS[m].strip('*'):28s} acc {r['accuracy']:.4f}  macs avg/worst "
+                      f"{r['macs_avg_ratio']:.3f}/{r['macs_worst_ratio']:.3f}  cycles avg/worst "
+                      f"{r['cycles_avg_ratio']:.3f}/{r['cycles_worst_ratio']:.3f}")
+            print(f"report: {args.out / 'report.md'}")
+        return 0
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"dyfip {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

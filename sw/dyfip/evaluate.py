@@ -1,0 +1,123 @@
+"""Accuracy and cost of full / early-exit / static / static+exit / DyFiP on one split."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .costs import CostModel, PathCost
+from .data import Split
+from .inference import dyfip_predict, full_predict
+from .model import DyFiPNet
+from .tables import MaskTable
+
+METHODS = ("full", "early_exit", "static", "static_exit", "dyfip")
+
+
+@dataclass
+class Models:
+    """The jointly trained network and the stage-B fine-tunes of each pruned method."""
+
+    base: DyFiPNet
+    static: DyFiPNet
+    static_exit: DyFiPNet
+    dyfip: DyFiPNet
+
+
+def _metrics(correct: np.ndarray, costs: list[PathCost], worst: PathCost, **extra) -> dict:
+    macs = np.array([c.macs for c in costs], dtype=np.float64)
+    cycles = np.array([c.cycles for c in costs], dtype=np.float64)
+    return {"accuracy": float(correct.mean()), "macs_avg": float(macs.mean()),
+            "macs_worst": int(worst.macs), "cycles_avg": float(cycles.mean()),
+            "cycles_worst": int(worst.cycles), **extra}
+
+
+def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: float,
+                   cost: CostModel, methods=METHODS) -> dict[str, dict]:
+    """Every method at one (k, tau, budget); costs from ``cost`` per decision path."""
+    y = split.labels
+    head = cost.stage_a + cost.branch
+    full_b = cost.stage_b()
+    static_b = cost.stage_b(table.static_masks)
+    out: dict[str, dict] = {}
+    if "full" in methods:
+        pred = full_predict(models.base, split.images)
+        c = cost.stage_a + full_b
+        out["full"] = _metrics(pred == y, [c] * len(y), c)
+    if "early_exit" in methods:
+        p = dyfip_predict(models.base, split.images, None, k, tau)
+        costs = [head if e else head + full_b for e in p.exited]
+        out["early_exit"] = _metrics(p.classes == y, costs, head + full_b,
+                                     exit_rate=float(p.exited.mean()))
+    if "static" in methods:
+        pred = full_predict(models.static, split.images, table)
+        c = cost.stage_a + static_b
+        out["static"] = _metrics(pred == y, [c] * len(y), c)
+    if "static_exit" in methods:
+        p = dyfip_predict(models.static_exit, split.images, table, k, tau, static=True)
+        costs = [head if e else head + static_b for e in p.exited]
+        out["static_exit"] = _metrics(p.classes == y, costs, head + static_b,
+                                      exit_rate=float(p.exited.mean()))
+    if "dyfip" in methods:
+        p = dyfip_predict(models.dyfip, split.images, table, k, tau)
+        per_subset = [cost.stage_b(table.masks_for(s)) for s in table.subsets]
+        worst_b = max(per_subset, key=lambda c: (c.cycles, c.macs))
+        costs = [head if e else head + per_subset[table.index_of(s)]
+                 for e, s in zip(p.exited, p.decision.subsets)]
+        hit = (p.decision.subsets == y[:, None]).any(axis=1)
+        out["dyfip"] = _metrics(p.classes == y, costs, head + worst_b,
+                                exit_rate=float(p.exited.mean()),
+                                topk_hit_rate=float(hit.mean()),
+                                branch_top1=float((p.decision.branch_pred == y).mean()))
+    return out
+
+
+def with_ratios(results: dict[str, dict]) -> dict[str, dict]:
+    """Add ``*_ratio`` fields: each cost over the full network's, from the same run."""
+    full = results["full"]
+    for r in results.values():
+        for key in ("macs_avg", "macs_worst", "cycles_avg", "cycles_worst"):
+            r[f"{key}_ratio"] = r[key] / full[key]
+    return results
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (cost, accuracy) not beaten by a cheaper, more accurate one."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_pareto(sweep: list[dict], path) -> None:
+    """Accuracy vs average and worst-case cycles (ratio to full) per method, Pareto marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .bundle import atomic_write_with
+
+    colors = {"full": "k", "early_exit": "tab:orange", "static": "tab:gray",
+              "static_exit": "tab:blue", "dyfip": "tab:red"}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, which in zip(axes, ("cycles_avg_ratio", "cycles_worst_ratio")):
+        for method, color in colors.items():
+            pts = [(p[method][which], p[method]["accuracy"]) for p in sweep if method in p]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            ax.scatter(xs, ys, s=14, alpha=0.45, color=color)
+            front = [pts[i] for i in pareto_front(pts)]
+            fx, fy = zip(*front)
+            ax.plot(fx, fy, "-o", ms=3, color=color, label=method)
+        ax.set_xlabel(which.replace("_", " ") + " (x full network)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    axes[1].legend(loc="lower right", fontsize=8)
+    fig.suptitle("Accuracy vs modelled cycles over the (tau, k, budget) sweep")
+    fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)

@@ -1,0 +1,213 @@
+"""The offline DyFiP flow as named steps over one bundle folder (train -> ... -> evaluate)."""
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from . import bundle
+from .config import Config
+from .costs import CostModel
+from .data import Dataset, load_dataset
+from .evaluate import METHODS, Models, evaluate_point, plot_pareto, with_ratios
+from .explain import compute_importance, plot_importance
+from .model import DyFiPNet, build_model, load_checkpoint, model_hash, save_checkpoint
+from .report import write_report
+from .tables import MaskTable
+from .train import dynamic_policy, finetune_stage_b, static_policy, train_joint
+
+console = Console(stderr=True)
+
+BASE = "base.pt"
+MODEL = "model.pt"  # the deployed DyFiP network: stage A + branch + fine-tuned stage B
+BASELINE = "baseline_{}.pt"
+
+
+@dataclass
+class Pipeline:
+    """A config and a bundle folder; each step reads what earlier steps wrote there."""
+
+    config: Config
+    out: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def data(self) -> Dataset:
+        data = load_dataset(self.config.dataset, self.config.data_dir)
+        self.config.validate(data.num_classes)
+        return data
+
+    def path(self, name: str) -> Path:
+        return self.out / name
+
+    def load(self, name: str) -> DyFiPNet:
+        p = self.path(name)
+        if not p.exists():
+            raise FileNotFoundError(f"{p} not found: run the step that writes it first")
+        return load_checkpoint(p)
+
+    def cost_model(self, model: DyFiPNet) -> CostModel:
+        return CostModel.with_default_folding(model.geometry, self.config.default_pe,
+                                              self.config.default_simd)
+
+    # -- steps -----------------------------------------------------------------------------
+    def train(self) -> None:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        model = build_model(self.config, self.data.image_shape, self.data.num_classes)
+        history = train_joint(model, self.data, self.config)
+        save_checkpoint(model, self.path(BASE))
+        bundle.write_json(self.path("train_history.json"), history)
+        bundle.write_text(self.path(bundle.CONFIG), self.config.to_json())
+        console.print(f"trained: val accuracy {history[-1]['val_accuracy']:.4f}")
+
+    def explain(self) -> None:
+        model = self.load(BASE)
+        imp = compute_importance(model, self.data.train, self.config.xai_method,
+                                 self.config.xai_samples_per_class, self.config.seed)
+        bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
+        plot_importance(imp, self.path("importance.png"), self.data.classes)
+
+    def importance(self) -> dict[str, np.ndarray]:
+        p = self.path(bundle.IMPORTANCE)
+        if not p.exists():
+            raise FileNotFoundError(f"{p} not found: run 'dyfip explain' first")
+        with np.load(p) as z:
+            return {k: z[k] for k in z.files}
+
+    def table(self, k: int, budget: float, model_hash_: str) -> MaskTable:
+        c = self.config
+        return MaskTable.build(self.importance(), k, budget, c.group_size, model_hash_,
+                               c.importance_mode)
+
+    def finetune_all(self, base: DyFiPNet, budget: float, which=("static", "static_exit", "dyfip")
+                     ) -> tuple[MaskTable, dict[str, DyFiPNet]]:
+        """Fine-tune stage B for each pruned method at ``budget``, same effort for each."""
+        c = self.config
+        table = self.table(c.k, budget, model_hash(base))
+        policies: dict[str, Callable] = {"static": static_policy(table, None),
+                                         "static_exit": static_policy(table, c.k),
+                                         "dyfip": dynamic_policy(table, c.k)}
+        tuned = {m: finetune_stage_b(base, self.data, c, policies[m], c.finetune_epochs,
+                                     desc=f"fine-tune {m} @ budget {budget}") for m in which}
+        return table, tuned
+
+    def finetune(self) -> None:
+        """Main-budget fine-tunes; writes model.pt, the baselines, tables and branch.npz."""
+        base = self.load(BASE)
+        table, tuned = self.finetune_all(base, self.config.budget)
+        for method in ("static", "static_exit"):
+            save_checkpoint(tuned[method], self.path(BASELINE.format(method)))
+        save_checkpoint(tuned["dyfip"], self.path(MODEL))
+        table.model_hash = model_hash(tuned["dyfip"])
+        table.save(self.path(bundle.TABLES))
+        write_branch(tuned["dyfip"], self.path(bundle.BRANCH))
+
+    def evaluate(self) -> dict:
+        c = self.config
+        base = self.load(BASE)
+        deployed = self.load(MODEL)
+        table = MaskTable.load(self.path(bundle.TABLES), model_hash(deployed),
+                               deployed.filters_per_layer)
+        models = Models(base, self.load(BASELINE.format("static")),
+                        self.load(BASELINE.format("static_exit")), deployed)
+        cost = self.cost_model(base)
+        main = with_ratios(evaluate_point(models, table, self.data.test, c.k, c.tau, cost))
+        sweep = self.sweep(models, cost, main["full"])
+        plot_pareto(sweep, self.path("pareto.png"))
+        write_reference(deployed, table, self.data, c, self.path(bundle.REFERENCE))
+        report = {m: main[m] for m in METHODS}
+        report["params"] = {"dataset": c.dataset, "k": c.k, "tau": c.tau, "budget": c.budget,
+                            "seed": c.seed, "group_size": c.group_size,
+                            "xai_method": c.xai_method, "importance_mode": c.importance_mode,
+                            "finetune_epochs": c.finetune_epochs, "epochs": c.epochs,
+                            "weight_bits": c.weight_bits, "act_bits": c.act_bits}
+        report["test_images"] = len(self.data.test)
+        report["margin_vs_static_exit"] = main["dyfip"]["accuracy"] - main["static_exit"]["accuracy"]
+        report["sweep"] = sweep
+        report["timings_s"] = self.timings
+        bundle.write_json(self.path(bundle.REPORT_JSON), report)
+        write_report(report, self.path(bundle.REPORT_MD))
+        return report
+
+    def sweep(self, models: Models, cost: CostModel, full: dict) -> list[dict]:
+        """Every (budget, k, tau) of the config; stage B fine-tuned once per budget."""
+        c = self.config
+        points = []
+        budgets = sorted(set(c.sweep_budget) | {c.budget})
+        for budget in budgets:
+            if budget == c.budget:
+                tuned = {"static_exit": models.static_exit, "dyfip": models.dyfip}
+            else:
+                _, tuned = self.finetune_all(models.base, budget, ("static_exit", "dyfip"))
+            ms = Models(models.base, models.static, tuned["static_exit"], tuned["dyfip"])
+            for k, tau in itertools.product(sorted(set(c.sweep_k) | {c.k}),
+                                            sorted(set(c.sweep_tau) | {c.tau})):
+                if k >= models.base.num_classes:
+                    continue
+                table = self.table(k, budget, "")
+                r = evaluate_point(ms, table, self.data.test, k, tau, cost,
+                                   ("early_exit", "static_exit", "dyfip"))
+                r["full"] = full
+                points.append({"budget": budget, "k": k, "tau": tau, **with_ratios(r)})
+        return points
+
+    STEPS = ("train", "explain", "finetune", "evaluate")
+
+    def run(self, steps=STEPS) -> dict | None:
+        result = None
+        for step in steps:
+            console.print(f"[bold]dyfip {step}[/] -> {self.out}")
+            t0 = time.perf_counter()
+            result = getattr(self, step)()
+            self.timings[step] = round(time.perf_counter() - t0, 2)
+        return result
+
+
+def write_branch(model: DyFiPNet, path: Path) -> None:
+    """The coarse branch as numpy arrays for the host driver (no torch on the board)."""
+    linear = model.branch[2]
+    act = model.stage_a[-1].act
+    with torch.no_grad():
+        bundle.write_npz(path, weight=linear.quant_weight().value.double().numpy(),
+                         bias=linear.bias.double().numpy(),
+                         feature_scale=np.float64(act.act_quant.scale().item()),
+                         feature_shape=np.array(model.feature_shape),
+                         pool=np.int64(model.config.branch_pool))
+
+
+def write_reference(model: DyFiPNet, table: MaskTable, data: Dataset, config: Config,
+                    path: Path) -> None:
+    """Test images with the reference path, subset and class: the HIL tests' ground truth."""
+    from .inference import dyfip_predict
+
+    p = dyfip_predict(model, data.test.images, table, config.k, config.tau)
+    bundle.write_npz(path, images=data.test.images, labels=data.test.labels,
+                     classes=p.classes, exited=p.exited, subsets=p.decision.subsets,
+                     k=np.int64(config.k), tau=np.float64(config.tau))
+
+
+def load_config(out: Path, overrides: dict, fresh: bool) -> Config:
+    """The dataset preset (``fresh``) or the bundle's config.json, with ``overrides``."""
+    from .config import preset
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    p = Path(out) / bundle.CONFIG
+    if fresh or not p.exists():
+        return preset(overrides.pop("dataset", "digits"), **overrides)
+    config = Config.from_dict(json.loads(p.read_text()))
+    if overrides.get("dataset", config.dataset) != config.dataset:
+        raise ValueError(f"bundle {out} holds a {config.dataset} run, not "
+                         f"{overrides['dataset']}: use another --out")
+    return config.replace(**overrides)

@@ -1,0 +1,40 @@
+"""Human-readable report.md from report.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .bundle import write_text
+
+LABELS = {"full": "full network", "early_exit": "early exit only", "static": "static pruning",
+          "static_exit": "static mask + exit + top-k", "dyfip": "**DyFiP**"}
+
+
+def _row(name: str, r: dict) -> str:
+    extra = f"{r['exit_rate']:.1%}" if "exit_rate" in r else "-"
+    return (f"| {LABELS[name]} | {r['accuracy']:.2%} | {r['macs_avg_ratio']:.3f} | "
+            f"{r['macs_worst_ratio']:.3f} | {r['cycles_avg_ratio']:.3f} | "
+            f"{r['cycles_worst_ratio']:.3f} | {extra} |")
+
+
+def write_report(report: dict, path: str | Path) -> None:
+    p = report["params"]
+    d = report["dyfip"]
+    lines = [
+        f"# DyFiP report: {p['dataset']} (seed {p['seed']})", "",
+        f"k={p['k']}, tau={p['tau']}, budget={p['budget']}, group size {p['group_size']}, "
+        f"{p['weight_bits']}-bit weights / {p['act_bits']}-bit activations, importance "
+        f"{p['xai_method']} ({p['importance_mode']}), {p['finetune_epochs']} fine-tuning epochs "
+        f"per pruned method; {report['test_images']} test images.", "",
+        "Costs are ratios to the full network in the same run (MACs, and cycles of the default "
+        "folding's cost model).", "",
+        "| method | accuracy | MACs avg | MACs worst | cycles avg | cycles worst | exit rate |",
+        "|---|---|---|---|---|---|---|",
+        *[_row(m, report[m]) for m in ("full", "early_exit", "static", "static_exit", "dyfip")],
+        "",
+        f"Branch top-1 {d['branch_top1']:.2%}, top-{p['k']} hit rate {d['topk_hit_rate']:.2%}; "
+        f"DyFiP minus static+exit: {report['margin_vs_static_exit'] * 100:+.2f} points.", "",
+        "![Pareto front](pareto.png)", "", "![Filter importance](importance.png)", "",
+        "Step times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("timings_s", {}).items()),
+        "",
+    ]
+    write_text(path, "\n".join(lines))

@@ -1,0 +1,192 @@
+"""Filter-enable tables: per class subset S, one keep-mask per prunable layer.
+
+Each mask keeps at most ``budget * F_l`` filters of layer l, chosen in groups of
+``group_size`` consecutive filters, so the worst case over all S is bounded by construction.
+numpy only: the board driver loads tables with this module.
+"""
+from __future__ import annotations
+
+import itertools
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import write_npz
+
+TABLE_VERSION = 1
+
+
+class TableError(ValueError):
+    """A table is corrupt, of the wrong shape, or belongs to another model."""
+
+
+def keep_count(filters: int, budget: float, group_size: int) -> int:
+    """Groups kept per mask: ``floor(budget * F / g)``, at least one."""
+    if filters % group_size:
+        raise TableError(f"group size {group_size} does not divide {filters} filters")
+    return max(1, int(np.floor(budget * filters / group_size + 1e-9)))
+
+
+def select_mask(scores: np.ndarray, budget: float, group_size: int) -> np.ndarray:
+    """Bool mask keeping the groups with the largest summed score (ties: lower index)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    groups = scores.reshape(-1, group_size).sum(axis=1)
+    n = keep_count(len(scores), budget, group_size)
+    kept = np.argsort(-groups, kind="stable")[:n]
+    group_mask = np.zeros(len(groups), dtype=bool)
+    group_mask[kept] = True
+    return np.repeat(group_mask, group_size)
+
+
+def normalise(importance: np.ndarray) -> np.ndarray:
+    """Scale each class's row of a (C, C, F) attribution so classes weigh equally."""
+    own = np.einsum("ccf->cf", importance)
+    scale = np.abs(own).sum(axis=1, keepdims=True)
+    return importance / np.where(scale > 0, scale, 1.0)[:, :, None]
+
+
+def subset_scores(importance: np.ndarray, subset: tuple[int, ...] | np.ndarray, mode: str
+                  ) -> np.ndarray:
+    """Per-filter score for class subset S from ``importance[c_img, c_target, f]``.
+
+    ``class``: sum over c in S of the attribution of logit c on images of c.
+    ``contrast``: adds, for each ordered pair (a, b) in S, how much a filter separates logit
+    a from logit b on images of a: what matters for an argmax restricted to S.
+    """
+    imp = normalise(np.asarray(importance, dtype=np.float64))
+    s = list(subset)
+    score = sum(imp[c, c] for c in s)
+    if mode == "class":
+        return score
+    if mode == "contrast":
+        return score + sum(np.abs(imp[a, a] - imp[a, b]) for a in s for b in s if a != b)
+    raise ValueError(f"unknown importance mode {mode!r}; use 'class' or 'contrast'")
+
+
+@dataclass
+class MaskTable:
+    """Masks for every k-subset of the classes, plus the class-agnostic static mask."""
+
+    layer_names: list[str]
+    subsets: np.ndarray  # int (n, k), rows sorted ascending, lexicographic order
+    masks: list[np.ndarray]  # per layer: bool (n, F_l)
+    static_masks: list[np.ndarray]  # per layer: bool (F_l,)
+    budget: float
+    group_size: int
+    model_hash: str
+    mode: str = "class"
+    version: int = TABLE_VERSION
+
+    @property
+    def k(self) -> int:
+        return int(self.subsets.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.subsets.max()) + 1
+
+    @property
+    def filters(self) -> list[int]:
+        return [m.shape[1] for m in self.masks]
+
+    def __post_init__(self) -> None:
+        self._index = {tuple(int(c) for c in row): i for i, row in enumerate(self.subsets)}
+
+    # -- building ------------------------------------------------------------------------
+    @classmethod
+    def build(cls, importance: dict[str, np.ndarray], k: int, budget: float,
+              group_size: int, model_hash: str, mode: str = "class") -> "MaskTable":
+        """Tables from per-layer attributions ``importance[name]`` of shape (C, C, F)."""
+        names = list(importance)
+        num_classes = importance[names[0]].shape[0]
+        if not 1 <= k < num_classes:
+            raise TableError(f"k={k} must be in 1..{num_classes - 1} for {num_classes} classes")
+        subsets = np.array(list(itertools.combinations(range(num_classes), k)), dtype=np.int64)
+        masks, static = [], []
+        for name in names:
+            imp = importance[name]
+            masks.append(np.stack([select_mask(subset_scores(imp, s, mode), budget, group_size)
+                                   for s in subsets]))
+            static.append(select_mask(subset_scores(imp, range(num_classes), mode), budget,
+                                      group_size))
+        return cls(names, subsets, masks, static, budget, group_size, model_hash, mode)
+
+    # -- lookup --------------------------------------------------------------------------
+    def index_of(self, subset) -> int:
+        key = tuple(sorted(int(c) for c in subset))
+        if key not in self._index:
+            bad = [c for c in key if not 0 <= c < self.num_classes]
+            why = f"unknown class(es) {bad}" if bad else f"needs {self.k} distinct classes"
+            raise TableError(f"no mask for class subset {key}: {why}")
+        return self._index[key]
+
+    def masks_for(self, subset) -> list[np.ndarray]:
+        i = self.index_of(subset)
+        return [m[i] for m in self.masks]
+
+    def batch_masks(self, subsets: np.ndarray) -> list[np.ndarray]:
+        """Per layer (N, F_l) masks for N subsets."""
+        idx = np.array([self.index_of(s) for s in np.asarray(subsets)], dtype=np.int64)
+        return [m[idx] for m in self.masks]
+
+    def mask_vector(self, subset) -> np.ndarray:
+        """All layers' filter enables concatenated: the accelerator's mask stream."""
+        return np.concatenate(self.masks_for(subset)).astype(np.uint8)
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        arrays = {f"masks_{i}": m for i, m in enumerate(self.masks)}
+        arrays.update({f"static_{i}": m for i, m in enumerate(self.static_masks)})
+        write_npz(path, version=np.int64(self.version), layer_names=np.array(self.layer_names),
+                  subsets=self.subsets, budget=np.float64(self.budget),
+                  group_size=np.int64(self.group_size), model_hash=np.array(self.model_hash),
+                  mode=np.array(self.mode), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path, model_hash: str | None = None,
+             filters: list[int] | None = None) -> "MaskTable":
+        """Load and validate; ``model_hash`` / ``filters`` bind the table to a model."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"table file {path} not found: run 'dyfip tables' first")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {key: z[key] for key in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise TableError(f"table file {path} is corrupt: {exc}") from exc
+        try:
+            version = int(data["version"])
+            names = [str(n) for n in data["layer_names"]]
+            table = cls(names, data["subsets"].astype(np.int64),
+                        [data[f"masks_{i}"].astype(bool) for i in range(len(names))],
+                        [data[f"static_{i}"].astype(bool) for i in range(len(names))],
+                        float(data["budget"]), int(data["group_size"]), str(data["model_hash"]),
+                        str(data["mode"]), version)
+        except KeyError as exc:
+            raise TableError(f"table file {path} is missing field {exc}") from exc
+        if version != TABLE_VERSION:
+            raise TableError(f"table {path} has version {version}; this DyFiP reads "
+                             f"version {TABLE_VERSION}")
+        table.validate(path)
+        if model_hash is not None and table.model_hash != model_hash:
+            raise TableError(f"table {path} was built for model {table.model_hash[:12]}..., "
+                             f"not for this model {model_hash[:12]}...: rebuild the tables")
+        if filters is not None and table.filters != list(filters):
+            raise TableError(f"table {path} has layers of {table.filters} filters; the model "
+                             f"has {list(filters)}")
+        return table
+
+    def validate(self, source: object = "table") -> None:
+        n, k = self.subsets.shape
+        if len(set(self._index)) != n or np.any(np.diff(self.subsets, axis=1) <= 0):
+            raise TableError(f"{source}: subsets are not distinct sorted class sets")
+        for name, m, s in zip(self.layer_names, self.masks, self.static_masks):
+            if m.ndim != 2 or m.shape[0] != n or s.shape != m.shape[1:]:
+                raise TableError(f"{source}: layer {name} masks have shape {m.shape} / "
+                                 f"{s.shape}, expected ({n}, F) / (F,)")
+            limit = keep_count(m.shape[1], self.budget, self.group_size) * self.group_size
+            if m.sum(axis=1).max() > limit or s.sum() > limit:
+                raise TableError(f"{source}: layer {name} keeps more than its budget of "
+                                 f"{limit} filters")

@@ -1,0 +1,169 @@
+"""Brevitas quantization-aware training: joint backbone + branch, then mask-aware stage B.
+
+Joint training of the branch with the backbone (DESIGN.md: the biggest lever) and fine-tuning
+of stage B under the masks it will see at run time, on the branch's own top-k sets.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .config import Config
+from .data import Dataset, Split
+from .decision import decide
+from .model import DyFiPNet, images_to_float
+
+# A mask policy maps (branch logits, labels) of a batch to (subsets or None, per-layer masks).
+MaskPolicy = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor | None, list[torch.Tensor]]]
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.Tensor:
+    """Random shifts of up to 2 pixels (zero padded) and, if ``flip``, horizontal flips."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (2, 2, 2, 2))
+    dy, dx = torch.randint(0, 5, (2,), generator=generator).tolist()
+    out = padded[:, :, dy:dy + h, dx:dx + w]
+    if flip:
+        flips = torch.rand(n, generator=generator) < 0.5
+        out = torch.where(flips[:, None, None, None], out.flip(3), out)
+    return out
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None):
+    """(float images, labels) mini-batches; shuffled when a generator is given."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    images = torch.from_numpy(split.images)
+    labels = torch.from_numpy(split.labels)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield images_to_float(images[idx]), labels[idx]
+
+
+def restricted_log_softmax(logits: torch.Tensor, subsets: torch.Tensor) -> torch.Tensor:
+    allowed = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, subsets, True)
+    return F.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=1)
+
+
+def _epochs(n: int, desc: str):
+    return tqdm(range(n), desc=desc, leave=False)
+
+
+def train_joint(model: DyFiPNet, data: Dataset, config: Config) -> list[dict]:
+    """QAT of backbone and branch together: CE(final) + w * CE(branch). Returns history."""
+    seed_everything(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    steps = config.epochs * ((len(data.train) + config.batch_size - 1) // config.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=max(steps, 1))
+    flip = data.name in ("fashion-mnist", "cifar10")
+    history = []
+    for epoch in _epochs(config.epochs, "train"):
+        model.train()
+        total = 0.0
+        for x, y in batches(data.train, config.batch_size, gen):
+            final, branch = model(augment(x, gen, flip))
+            loss = F.cross_entropy(final, y) + config.branch_loss_weight * F.cross_entropy(branch, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(y)
+        history.append({"epoch": epoch, "loss": total / len(data.train),
+                        "val_accuracy": accuracy(model, data.val)})
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def accuracy(model: DyFiPNet, split: Split, batch_size: int = 512) -> float:
+    model.eval()
+    correct = 0
+    for x, y in batches(split, batch_size, None):
+        correct += int((model(x)[0].argmax(1) == y).sum())
+    return correct / len(split)
+
+
+def topk_sets_with_label(branch_logits: torch.Tensor, labels: torch.Tensor, k: int
+                         ) -> torch.Tensor:
+    """The branch's top-k classes, the k-th replaced by the label when it is missing."""
+    top = branch_logits.topk(k, dim=1).indices
+    missing = ~(top == labels[:, None]).any(dim=1)
+    top[missing, k - 1] = labels[missing]
+    return top.sort(dim=1).values
+
+
+def finetune_stage_b(model: DyFiPNet, data: Dataset, config: Config, policy: MaskPolicy,
+                     epochs: int, desc: str = "fine-tune") -> DyFiPNet:
+    """A copy of ``model`` whose stage B and head are trained under ``policy``'s masks.
+
+    Stage A and the branch stay frozen (so the run-time decisions do not change). With a
+    subset from the policy the loss is cross-entropy restricted to that subset.
+    """
+    tuned = copy.deepcopy(model)
+    seed_everything(config.seed + 1)
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    params = list(tuned.stage_b.parameters()) + list(tuned.head.parameters())
+    opt = torch.optim.Adam(params, lr=config.lr / 3)
+    steps = epochs * ((len(data.train) + config.batch_size - 1) // config.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    flip = data.name in ("fashion-mnist", "cifar10")
+    for _ in _epochs(epochs, desc):
+        tuned.eval()
+        tuned.stage_b.train()
+        tuned.head.train()
+        for x, y in batches(data.train, config.batch_size, gen):
+            with torch.no_grad():
+                feats = tuned.features(augment(x, gen, flip))
+                branch = tuned.branch_logits(feats)
+            subsets, masks = policy(branch, y)
+            logits = tuned.stage_b_logits(feats, masks)
+            if subsets is None:
+                loss = F.cross_entropy(logits, y)
+            else:
+                loss = F.nll_loss(restricted_log_softmax(logits, subsets), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    tuned.eval()
+    return tuned
+
+
+def dynamic_policy(table, k: int) -> MaskPolicy:
+    """DyFiP: masks of the branch's own top-k set (label forced in), loss restricted to it."""
+    def policy(branch: torch.Tensor, labels: torch.Tensor):
+        subsets = topk_sets_with_label(branch, labels, k)
+        masks = [torch.from_numpy(m).float() for m in table.batch_masks(subsets.numpy())]
+        return subsets, masks
+    return policy
+
+
+def static_policy(table, k: int | None) -> MaskPolicy:
+    """The class-agnostic mask; restricted to top-k sets when ``k`` is given (static_exit)."""
+    def policy(branch: torch.Tensor, labels: torch.Tensor):
+        n = len(labels)
+        masks = [torch.from_numpy(m).float().expand(n, -1) for m in table.static_masks]
+        return (None if k is None else topk_sets_with_label(branch, labels, k)), masks
+    return policy
+
+
+def check_decisions_frozen(model: DyFiPNet, tuned: DyFiPNet, images: np.ndarray, k: int,
+                           tau: float) -> None:
+    """Fine-tuning must not change the branch's decisions (same stage A and branch)."""
+    with torch.no_grad():
+        x = images_to_float(images[:64])
+        a = decide(model.branch_logits(model.features(x)).numpy(), k, tau)
+        b = decide(tuned.branch_logits(tuned.features(x)).numpy(), k, tau)
+    if not (np.array_equal(a.exit, b.exit) and np.array_equal(a.subsets, b.subsets)):
+        raise RuntimeError("fine-tuning changed stage A or the branch")
