@@ -19,7 +19,7 @@ module dyfip_fifo #(
   localparam int unsigned CNT_BITS = $clog2(DEPTH + 1);
 
   if (DEPTH < 1) begin : g_err_depth
-    $error("dyfip_fifo: DEPTH=%0d must be >= 1", DEPTH);
+    $fatal(1, "dyfip_fifo: DEPTH=%0d must be >= 1", DEPTH);
   end
 
   logic [WIDTH-1:0] mem[DEPTH];

@@ -67,23 +67,23 @@ module masked_mvau #(
 
   // ---- elaboration-time parameter checks --------------------------------------------------
   if (KK == 0 || MW % KK != 0) begin : g_err_kk
-    $error("masked_mvau: MW=%0d is not a multiple of KK=%0d (MW must equal KK*CH)", MW, KK);
+    $fatal(1, "masked_mvau: MW=%0d is not a multiple of KK=%0d (MW must equal KK*CH)", MW, KK);
   end
   if (PE == 0 || MH % PE != 0) begin : g_err_pe
-    $error("masked_mvau: PE=%0d does not divide MH=%0d", PE, MH);
+    $fatal(1, "masked_mvau: PE=%0d does not divide MH=%0d", PE, MH);
   end
   if (SIMD == 0 || CH % SIMD != 0) begin : g_err_simd
-    $error("masked_mvau: SIMD=%0d does not divide the CH=%0d input channels (MW/KK)", SIMD, CH);
+    $fatal(1, "masked_mvau: SIMD=%0d does not divide the CH=%0d input channels (MW/KK)", SIMD, CH);
   end
   if (NUM_PIXELS == 0) begin : g_err_px
-    $error("masked_mvau: NUM_PIXELS must be >= 1");
+    $fatal(1, "masked_mvau: NUM_PIXELS must be >= 1");
   end
   if (!USE_THRESHOLDS && OUT_WIDTH != ACCU_WIDTH) begin : g_err_noact
-    $error("masked_mvau: without thresholds OUT_WIDTH=%0d must equal ACCU_WIDTH=%0d",
+    $fatal(1, "masked_mvau: without thresholds OUT_WIDTH=%0d must equal ACCU_WIDTH=%0d",
            OUT_WIDTH, ACCU_WIDTH);
   end
   if (OUT_FIFO_DEPTH < 2) begin : g_err_fifo
-    $error("masked_mvau: OUT_FIFO_DEPTH=%0d must be >= 2", OUT_FIFO_DEPTH);
+    $fatal(1, "masked_mvau: OUT_FIFO_DEPTH=%0d must be >= 2", OUT_FIFO_DEPTH);
   end
 
   // ---- parameter memories ----------------------------------------------------------------
@@ -248,6 +248,7 @@ module masked_mvau #(
   // ---- stage 1: operand registers, weight read -------------------------------------------
   logic v1, acc1, last1;
   logic [NF_BITS-1:0] nf1;
+  logic [PE-1:0] pen1;  // filter enables of the fold (all 0 for a disabled fold)
   logic [IN_BITS-1:0] x1;
   logic [PE*SIMD*WEIGHT_WIDTH-1:0] w1;
   always_ff @(posedge clk) begin
@@ -261,6 +262,7 @@ module masked_mvau #(
       last1 <= issue && cur_en && last_step;
     end
     nf1 <= nf;
+    pen1 <= PE'(filt_en >> (int'(nf) * PE));
     x1 <= x_step;
     w1 <= wmem[WA_BITS'(int'(nf) * SF + int'(sf))];
   end
@@ -277,7 +279,8 @@ module masked_mvau #(
   end
 
   logic signed [ACCU_WIDTH-1:0] acc[PE], res2[PE];
-  logic v2, zero2;
+  logic v2;
+  logic [PE-1:0] pen2;
   logic [PE*T*ACCU_WIDTH-1:0] th2;
   always_ff @(posedge clk) begin
     if (!rst_n) begin
@@ -293,7 +296,7 @@ module masked_mvau #(
           end else acc[p] <= acc[p] + dot[p];
         end
     end
-    zero2 <= !acc1;
+    pen2 <= pen1;
     th2   <= tmem[nf1];
   end
 
@@ -307,7 +310,7 @@ module masked_mvau #(
         for (int t = 0; t < T; t++)
           y = y + OUT_WIDTH'(res2[p] >= $signed(th2[(p*T+t)*ACCU_WIDTH+:ACCU_WIDTH]));
       end else y = OUT_WIDTH'(res2[p]);
-      out_word[p*OUT_WIDTH+:OUT_WIDTH] = zero2 ? '0 : y;
+      out_word[p*OUT_WIDTH+:OUT_WIDTH] = pen2[p] ? y : '0;  // disabled filter: exact zero
     end
   end
 

