@@ -1,0 +1,228 @@
+"""Small graph transformations of the DyFiP flow (qonnx ``Transformation`` classes)."""
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
+
+from .ops import MASK_INPUT
+
+HW_DOMAIN = "finn.custom_op.fpgadataflow"
+MVAU_TYPES = ("MVAU", "MaskedMVAU")
+MASK_NAME = "mask"
+
+
+class UnsupportedModel(ValueError):
+    """The network uses a layer type, bit width or folding the accelerator cannot build."""
+
+
+def base_op_type(node) -> str:
+    """``MVAU_hls`` -> ``MVAU``: the generic op type of a (possibly specialised) node."""
+    for suffix in ("_hls", "_rtl"):
+        if node.domain.startswith(HW_DOMAIN) and node.op_type.endswith(suffix):
+            return node.op_type[: -len(suffix)]
+    return node.op_type
+
+
+def mvau_nodes(model: ModelWrapper) -> list:
+    """(Masked)MVAU nodes in graph order (= layer order of the network)."""
+    return [n for n in model.graph.node if base_op_type(n) in MVAU_TYPES]
+
+
+def layer_map(model: ModelWrapper, layer_names: list[str]) -> dict[str, object]:
+    """Layer name -> matrix-vector node, matched in order; counts must agree."""
+    nodes = mvau_nodes(model)
+    if len(nodes) != len(layer_names):
+        raise UnsupportedModel(f"expected {len(layer_names)} matrix-vector layers "
+                               f"{layer_names}, the graph has {len(nodes)}")
+    return dict(zip(layer_names, nodes))
+
+
+class CheckSupported(Transformation):
+    """After convert_to_hw: only HW layers inside, supported bit widths, unsigned masked outputs.
+
+    Outside the dataflow part only a leading ``Transpose`` and trailing ``Transpose``/``Mul``
+    (the output scale) are allowed.
+    """
+
+    def __init__(self, layer_names: list[str], max_bits: int = 8):
+        super().__init__()
+        self.layer_names, self.max_bits = layer_names, max_bits
+
+    def apply(self, model):
+        nodes = list(model.graph.node)
+        hw = [i for i, n in enumerate(nodes) if n.domain.startswith(HW_DOMAIN)]
+        if not hw:
+            raise UnsupportedModel("no layer could be converted to hardware")
+        for i, n in enumerate(nodes):
+            inside = hw[0] <= i <= hw[-1]
+            if n.domain.startswith(HW_DOMAIN):
+                continue
+            allowed = ("Transpose",) if i < hw[0] else ("Transpose", "Mul", "Reshape")
+            if inside or n.op_type not in allowed:
+                raise UnsupportedModel(
+                    f"layer type {n.op_type} (node {n.name}) has no hardware implementation; "
+                    "supported: 3x3 QuantConv2d + BatchNorm + QuantReLU [+ MaxPool 2x2], "
+                    "QuantLinear without bias")
+        for name, n in layer_map(model, self.layer_names).items():
+            inst = getCustomOp(n)
+            for what, dt in (("input", inst.get_input_datatype(0)),
+                             ("weight", inst.get_input_datatype(1))):
+                if not dt.is_integer() or dt.bitwidth() > self.max_bits:
+                    raise UnsupportedModel(f"layer {name}: {what} datatype {dt.name} is not "
+                                           f"an integer type of at most {self.max_bits} bits")
+        return model, False
+
+
+class InsertFilterEnables(Transformation):
+    """Replace the MVAUs of the prunable layers by MaskedMVAUs fed from one global mask.
+
+    Adds the graph input ``mask`` ``(1, sum F)`` BINARY and a ``MaskSplit`` node.
+    """
+
+    def __init__(self, layer_names: list[str], prunable: list[str]):
+        super().__init__()
+        self.layer_names, self.prunable = layer_names, prunable
+
+    def apply(self, model):
+        layers = layer_map(model, self.layer_names)
+        targets = [layers[name] for name in self.prunable]
+        filters, mask_outs = [], []
+        for name, node in zip(self.prunable, targets):
+            inst = getCustomOp(node)
+            if inst.get_nodeattr("noActivation") or inst.get_nodeattr("ActVal") != 0 or \
+                    inst.get_output_datatype().signed():
+                raise UnsupportedModel(
+                    f"layer {name}: a prunable layer needs an unsigned activation "
+                    f"(QuantReLU) so that a disabled filter outputs 0; got output "
+                    f"{inst.get_output_datatype().name}, ActVal={inst.get_nodeattr('ActVal')}")
+            in_shape = model.get_tensor_shape(node.input[0])
+            mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+            ch = mw if len(in_shape) == 2 else _in_channels(model, node, mw)
+            kk = mw // ch
+            if filters and ch != filters[-1]:
+                raise UnsupportedModel(f"layer {name}: {ch} input channels but the previous "
+                                       f"prunable layer has {filters[-1]} filters")
+            node.op_type = "MaskedMVAU"
+            node.attribute.append(helper.make_attribute("KK", int(kk)))
+            node.attribute.append(helper.make_attribute("layerName", name))
+            out = model.make_new_valueinfo_name()
+            model.set_tensor_shape(out, [1, mh + ch], TensorProto.FLOAT)
+            model.set_tensor_datatype(out, DataType["BINARY"])
+            if len(node.input) != MASK_INPUT:
+                raise UnsupportedModel(f"layer {name}: MVAU without thresholds")
+            node.input.append(out)  # becomes input index MASK_INPUT
+            mask_outs.append(out)
+            filters.append(mh)
+            if len(filters) == 1:
+                first_channels = ch
+        inp = helper.make_tensor_value_info(MASK_NAME, TensorProto.FLOAT, [1, sum(filters)])
+        model.graph.input.append(inp)
+        model.set_tensor_datatype(MASK_NAME, DataType["BINARY"])
+        split = helper.make_node("MaskSplit", [MASK_NAME], mask_outs, domain=HW_DOMAIN,
+                                 backend="fpgadataflow", filters=filters,
+                                 firstChannels=int(first_channels), name="MaskSplit_0")
+        model.graph.node.insert(list(model.graph.node).index(targets[0]), split)
+        return model, False
+
+
+def _in_channels(model: ModelWrapper, node, mw: int) -> int:
+    """Channels of the first prunable layer's input: last dim of the im2col producer's input."""
+    producer = model.find_producer(node.input[0])
+    if producer is None:
+        return mw
+    return int(model.get_tensor_shape(producer.input[0])[-1])
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+class ApplyFolding(Transformation):
+    """Set PE/SIMD of named layers; non-dividing values raise naming layer and value."""
+
+    def __init__(self, layer_names: list[str], folding: dict[str, dict[str, int]]):
+        super().__init__()
+        self.layer_names, self.folding = layer_names, folding
+
+    def apply(self, model):
+        layers = layer_map(model, self.layer_names)
+        by_node = {n.name: n for n in model.graph.node}
+        for key, fold in self.folding.items():
+            node = layers.get(key) or by_node.get(key)
+            if node is None:
+                continue  # layer of the other stage
+            inst = getCustomOp(node)
+            for attr, value in fold.items():
+                inst.set_nodeattr(attr, int(value))
+            check_folding(key, inst)
+        return model, False
+
+
+def check_folding(name: str, inst) -> None:
+    """PE | MH and SIMD | MW (SIMD | CH for masked layers), else a clear error."""
+    mh, mw = inst.get_nodeattr("MH"), inst.get_nodeattr("MW")
+    pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
+    width = inst.channels if base_op_type(inst.onnx_node) == "MaskedMVAU" else mw
+    if pe < 1 or mh % pe:
+        raise UnsupportedModel(f"layer {name}: PE={pe} does not divide MH={mh} "
+                               f"(valid: {divisors(mh)})")
+    if simd < 1 or width % simd:
+        what = "input channels CH" if width != mw else "MW"
+        raise UnsupportedModel(f"layer {name}: SIMD={simd} does not divide {what}={width} "
+                               f"(valid: {divisors(width)})")
+
+
+class FoldMaskedLayers(Transformation):
+    """Cheapest (PE, SIMD) per MaskedMVAU with PE | MH, SIMD | CH and cycles <= target.
+
+    FINN's SetFolding does not know MaskedMVAU (and may pick a SIMD that divides MW but
+    not CH); among the foldings meeting the target we pick the fewest multipliers, then the
+    smallest PE: more, smaller filter groups are the finer pruning granularity.
+    """
+
+    def __init__(self, target_cycles: int, skip: set[str] = frozenset()):
+        super().__init__()
+        self.target, self.skip = target_cycles, skip
+
+    def apply(self, model):
+        for node in model.graph.node:
+            if base_op_type(node) != "MaskedMVAU":
+                continue
+            inst = getCustomOp(node)
+            if inst.get_nodeattr("layerName") in self.skip or node.name in self.skip:
+                continue
+            mh, ch, kk = inst.get_nodeattr("MH"), inst.channels, inst.get_nodeattr("KK")
+            pixels = inst.pixels()
+            options = [(pe * s, pe, pe, s) for pe in divisors(mh) for s in divisors(ch)
+                       if pixels * (mh // pe) * (kk * ch // s) <= self.target]
+            if not options:
+                options = [(mh * ch, mh, mh, ch)]
+            _, _, pe, simd = min(options)
+            inst.set_nodeattr("PE", pe)
+            inst.set_nodeattr("SIMD", simd)
+        return model, False
+
+
+class ToGenericOps(Transformation):
+    """Map ``*_hls`` / ``*_rtl`` nodes back to their generic op (PE/SIMD kept), exec_mode=''.
+
+    The generic ops' ``execute_node`` is numpy, so the folded graph runs without Vivado.
+    """
+
+    def apply(self, model):
+        for node in model.graph.node:
+            generic = base_op_type(node)
+            if generic != node.op_type:
+                node.op_type, node.domain = generic, HW_DOMAIN
+            if node.domain == HW_DOMAIN:
+                getCustomOp(node).set_nodeattr("exec_mode", "")
+        return model, False
+
+
+def mask_input_length(model: ModelWrapper) -> int | None:
+    names = [i.name for i in model.graph.input]
+    return int(np.prod(model.get_tensor_shape(MASK_NAME))) if MASK_NAME in names else None
