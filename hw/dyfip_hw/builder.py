@@ -57,7 +57,8 @@ from finn.transformation.streamline.reorder import MakeMaxPoolNHWC  # noqa: E402
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds  # noqa: E402
 
 from .transforms import (  # noqa: E402
-    ApplyFolding, CheckSupported, FoldMaskedLayers, InsertFilterEnables, layer_map)
+    ApplyFolding, CheckSupported, FoldMaskedLayers, InsertFilterEnables, MatchWindowSIMD,
+    check_folding, layer_map)
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,7 @@ def step_set_folding(model, spec, cfg):
                                        two_pass_relaxation=True))
     model = model.transform(FoldMaskedLayers(cfg.board.target_cycles_per_frame, skip=fixed))
     model = model.transform(ApplyFolding(names, cfg.board.folding))
-    from .transforms import check_folding
-
+    model = model.transform(MatchWindowSIMD())
     for name, node in layer_map(model, names).items():
         check_folding(name, getCustomOp(node))
     return model

@@ -226,3 +226,24 @@ class ToGenericOps(Transformation):
 def mask_input_length(model: ModelWrapper) -> int | None:
     names = [i.name for i in model.graph.input]
     return int(np.prod(model.get_tensor_shape(MASK_NAME))) if MASK_NAME in names else None
+
+
+class MatchWindowSIMD(Transformation):
+    """Give the padding / sliding-window nodes feeding an MVAU the MVAU's SIMD.
+
+    The window generator then streams one MVAU input word per cycle (no width converter) and
+    is no slower than needed; skipped where the SIMD does not divide the channel count.
+    """
+
+    FEEDERS = {"ConvolutionInputGenerator": "IFMChannels", "FMPadding": "NumChannels"}
+
+    def apply(self, model):
+        for node in mvau_nodes(model):
+            simd = getCustomOp(node).get_nodeattr("SIMD")
+            prod = model.find_producer(node.input[0])
+            while prod is not None and base_op_type(prod) in self.FEEDERS:
+                inst = getCustomOp(prod)
+                if inst.get_nodeattr(self.FEEDERS[base_op_type(prod)]) % simd == 0:
+                    inst.set_nodeattr("SIMD", simd)
+                prod = model.find_producer(prod.input[0])
+        return model, False

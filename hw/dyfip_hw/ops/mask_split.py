@@ -7,28 +7,11 @@ import numpy as np
 from onnx import helper
 from qonnx.core.datatype import DataType
 
+from dyfip.dataflow import split_stage_mask
 from finn.custom_op.fpgadataflow import register_custom_op
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from finn.custom_op.fpgadataflow.rtl import register_custom_op as register_rtl_op
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
-
-
-def split_stage_mask(mask: np.ndarray, filters: list[int], first_channels: int) -> list[np.ndarray]:
-    """``(N, sum F)`` 0/1 -> per layer ``(N, F_l + CH_l)`` ``[filters | channel enables]``."""
-    mask = np.asarray(mask)
-    total = int(sum(filters))
-    if mask.ndim != 2 or mask.shape[1] != total:
-        raise ValueError(f"stage mask must have shape (N, {total}) = (N, sum of filters "
-                         f"{list(filters)}); got {mask.shape}")
-    if not np.isin(mask, (0, 1)).all():
-        raise ValueError("stage mask values must be 0 or 1")
-    mask = mask.astype(np.uint8)
-    bounds = np.cumsum([0, *filters])
-    out, prev = [], np.ones((len(mask), first_channels), np.uint8)
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        out.append(np.concatenate([mask[:, lo:hi], prev], axis=1))
-        prev = mask[:, lo:hi]
-    return out
 
 
 @register_custom_op

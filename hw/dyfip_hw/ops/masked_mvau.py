@@ -95,7 +95,7 @@ class MaskedMVAU(MVAU):
 
 @register_rtl_op
 class MaskedMVAU_rtl(MaskedMVAU, RTLBackend):
-    """RTL specialisation; its HDL comes from :mod:`dyfip_hw.rtl_codegen` (RTL engineer).
+    """RTL specialisation; its HDL comes from :mod:`dyfip_hw.rtl_codegen` (hw/rtl sources).
 
     Resource estimates reuse FINN-R's MVAU LUT/DSP formulas (as FINN's ``MVAU_hls``) plus
     the mask register and fold-skip logic; BRAM is FINN's MVAU weight-memory estimate.
@@ -118,43 +118,38 @@ class MaskedMVAU_rtl(MaskedMVAU, RTLBackend):
     def dsp_estimation(self, fpgapart):
         return MVAU_hls.dsp_estimation(self, fpgapart)
 
-    def rtl_params(self, model) -> dict:
-        """Parameters of the RTL module ``masked_mvau`` (see hw/rtl/masked_mvau.sv)."""
-        acc = self.get_accumulator_datatype()
-        return {
-            "PE": self.get_nodeattr("PE"), "SIMD": self.get_nodeattr("SIMD"),
-            "MW": self.get_nodeattr("MW"), "MH": self.get_nodeattr("MH"),
-            "KK": self.get_nodeattr("KK"),
-            "WEIGHT_WIDTH": self.get_input_datatype(1).bitwidth(),
-            "ACT_WIDTH": self.get_input_datatype(0).bitwidth(),
-            "OUT_WIDTH": self.get_output_datatype().bitwidth(),
-            "ACCU_WIDTH": max(acc.bitwidth(), 2),
-            "NUM_PIXELS": self.pixels(),
-            "USE_THRESHOLDS": 1,
-            "weights": model.get_initializer(self.onnx_node.input[1]),
-            "thresholds": model.get_initializer(self.onnx_node.input[2]),
-        }
+    def rtl_params(self):
+        """Parameters of ``dyfip_hw.rtl_codegen`` (module ``masked_mvau``, hw/rtl)."""
+        from dyfip_hw.rtl_codegen import MvauRtlParams
+
+        return MvauRtlParams(
+            pe=self.get_nodeattr("PE"), simd=self.get_nodeattr("SIMD"),
+            mw=self.get_nodeattr("MW"), mh=self.get_nodeattr("MH"), kk=self.get_nodeattr("KK"),
+            weight_bits=self.get_input_datatype(1).bitwidth(),
+            act_bits=self.get_input_datatype(0).bitwidth(),
+            out_bits=self.get_output_datatype().bitwidth(), num_pixels=self.pixels(),
+            use_thresholds=True, name=self.get_verilog_top_module_name())
 
     def generate_hdl(self, model, fpgapart, clk):
-        """Hook: write the wrapper + memory files via ``dyfip_hw.rtl_codegen``."""
-        try:
-            from dyfip_hw import rtl_codegen
-        except ImportError as exc:  # the RTL engineer's module has not landed yet
-            raise NotImplementedError(
-                f"{self.onnx_node.name}: RTL generation for MaskedMVAU needs "
-                "dyfip_hw.rtl_codegen (not installed yet)") from exc
+        """Wrapper + memory files + core sources via ``dyfip_hw.rtl_codegen``."""
+        from dyfip_hw.rtl_codegen import generate_masked_mvau_rtl
+
         out_dir = Path(self.get_nodeattr("code_gen_dir_ipgen"))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        top = self.get_verilog_top_module_name()
-        files = rtl_codegen.generate(top_name=top, out_dir=out_dir, **self.rtl_params(model))
-        self.set_nodeattr("gen_top_module", top)
+        weights = model.get_initializer(self.onnx_node.input[1])
+        thresholds = model.get_initializer(self.onnx_node.input[2])
+        if thresholds.shape[0] == 1:
+            thresholds = np.repeat(thresholds, self.get_nodeattr("MH"), axis=0)
+        generate_masked_mvau_rtl(out_dir, self.rtl_params(), weights.astype(np.int64),
+                                 thresholds.astype(np.int64), mem_prefix="./")
+        self.set_nodeattr("gen_top_module", self.get_verilog_top_module_name())
         self.set_nodeattr("ipgen_path", str(out_dir))
         self.set_nodeattr("ip_path", str(out_dir))
-        self._rtl_files = [str(f) for f in files]
 
     def get_rtl_file_list(self, abspath=False):
-        out_dir = Path(self.get_nodeattr("code_gen_dir_ipgen"))
-        files = sorted(p for p in out_dir.glob("*") if p.suffix in (".sv", ".v"))
+        from dyfip_hw.rtl_codegen import rtl_file_list
+
+        files = rtl_file_list(self.get_nodeattr("code_gen_dir_ipgen"),
+                              self.get_verilog_top_module_name())
         return [str(p) if abspath else p.name for p in files]
 
     def code_generation_ipi(self):

@@ -1,0 +1,167 @@
+"""``dyfip build``: export, FINN dataflow build, estimates and (with Vivado) bitstreams.
+
+Writes into the bundle:
+
+- ``accel/stage_a.onnx``, ``accel/stage_b.onnx``: QONNX exports (integer inputs);
+- ``accel/stage_a_dataflow.onnx``, ``accel/stage_b_dataflow.onnx``: folded, specialised
+  FINN dataflow graphs (stage B with MaskedMVAU + MaskSplit and the ``mask`` input);
+- ``accel/layers.json`` + ``accel/stage_a.npz`` + ``accel/stage_b.npz``: the numpy
+  description executed by :mod:`dyfip.dataflow` (simulated board);
+- ``estimates.json``: per layer PE/SIMD, cycles, LUT/BRAM/URAM/DSP; per stage totals;
+- with ``bitstream``: ``accel/<stage>/`` FINN outputs (.bit, .hwh, driver settings).
+Intermediates go to ``hw_build/`` (not needed on the board).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dyfip.bundle import CHECKPOINT, atomic_write_with, write_json, write_npz
+from dyfip.dataflow import FORMAT_VERSION, LAYERS_JSON, Accelerator
+
+from .boards import Board, load_board
+from .builder import BITSTREAM_STEPS, ESTIMATE_STEPS, BuildConfig, StageSpec, build_stage
+from .describe import check_mask_input, describe_stage, summarize
+from .export import export_stages, stage_info
+from .finn_env import SUPPORTED_VIVADO, missing_tools
+
+ACCEL = "accel"
+ESTIMATES = "estimates.json"
+WORK = "hw_build"
+
+
+def layer_names(model) -> dict[str, list[str]]:
+    """Matrix-vector layer names per stage, in graph order."""
+    head = [f"head.{j}" for j in range(len(model.config.head_hidden))] + ["classifier"]
+    return {"stage_a": [f"stage_a.{i}" for i in range(len(model.stage_a))],
+            "stage_b": [f"stage_b.{i}" for i in range(len(model.stage_b))] + head}
+
+
+def stage_specs(model, paths: dict[str, Path]) -> list[StageSpec]:
+    names = layer_names(model)
+    return [StageSpec("stage_a", paths["stage_a"], "UINT8", tuple(names["stage_a"])),
+            StageSpec("stage_b", paths["stage_b"], f"UINT{model.config.act_bits}",
+                      tuple(names["stage_b"]), tuple(model.prunable_layers))]
+
+
+def build_accelerators(model, out_dir: str | Path, board: Board | str,
+                       steps: list[str] | None = None) -> tuple[dict, BuildConfig]:
+    """Export and build both stages into ``out_dir``; returns ({stage: model}, config)."""
+    board = load_board(board) if isinstance(board, str) else board
+    out_dir = Path(out_dir)
+    paths = export_stages(model, out_dir / ACCEL)
+    cfg = BuildConfig(board=board, out_dir=out_dir / WORK, steps=list(steps or ESTIMATE_STEPS))
+    graphs = {spec.name: build_stage(spec, cfg) for spec in stage_specs(model, paths)}
+    return graphs, cfg
+
+
+def export_accelerator(model, graphs: dict, accel_dir: str | Path, board: Board) -> dict:
+    """Write layers.json + per-stage npz + dataflow onnx; returns the description."""
+    accel_dir = Path(accel_dir)
+    names, info = layer_names(model), stage_info(model)
+    stages = {}
+    for name, graph in graphs.items():
+        if name == "stage_b":
+            check_mask_input(graph)
+        spec, params = describe_stage(graph, name, names[name], board.part)
+        spec["params"] = f"{name}.npz"
+        write_npz(accel_dir / spec["params"], **params)
+        atomic_write_with(accel_dir / f"{name}_dataflow.onnx", lambda tmp, g=graph: g.save(tmp))
+        stages[name] = spec
+    description = {
+        "version": FORMAT_VERSION, "board": board.name, "part": board.part,
+        "feature_scale": info.feature_scale, "feature_bits": info.feature_bits,
+        "logit_scale": info.logit_scale, "input_scale": info.in_scale_a,
+        "prunable_layers": list(model.prunable_layers),
+        "filters_per_layer": list(model.filters_per_layer), "stages": stages}
+    write_json(accel_dir / LAYERS_JSON, description)
+    return description
+
+
+def estimates_from(description: dict, board: Board, cfg: BuildConfig, seconds: float) -> dict:
+    stages = {name: {**summarize(spec), "layers": [
+        {k: v for k, v in la.items() if k not in ("inputs", "outputs")} for la in spec["layers"]]}
+        for name, spec in description["stages"].items()}
+    masked = [la for la in stages["stage_b"]["layers"] if la["op"] == "MaskedMVAU"]
+    return {
+        "board": board.name, "part": board.part, "clk_ns": board.clk_ns,
+        "fmax_mhz": board.fmax_mhz, "target_cycles_per_frame": board.target_cycles_per_frame,
+        "prunable_layers": description["prunable_layers"],
+        "filters_per_layer": description["filters_per_layer"],
+        "group_size": {la["layer"]: la["PE"] for la in masked},
+        "total_latency_cycles": sum(s["latency_cycles"] for s in stages.values()),
+        "cycle_model": "dyfip.kernels.masked_mvau_cycles per MaskedMVAU, FINN get_exp_cycles "
+                       "otherwise; dyfip.dataflow.stage_cycles(estimates['stages'][s], masks)",
+        "stages": stages, "build_seconds": round(seconds, 2), "steps": cfg.log}
+
+
+def self_check(accel_dir: Path, graphs: dict, n: int = 4, seed: int = 0) -> int:
+    """FINN's Python execution == the numpy interpreter on random integer inputs and masks."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from .transforms import MASK_NAME, ToGenericOps
+
+    acc = Accelerator(accel_dir)
+    rng = np.random.default_rng(seed)
+    ga, gb = (graphs[s].transform(ToGenericOps()) for s in ("stage_a", "stage_b"))
+    a_in = acc.stages["stage_a"].inputs[0]
+    pixels = rng.integers(0, 256, (n, *a_in["shape"][1:]))
+    masks = rng.integers(0, 2, (n, acc.mask_length))
+    feats, logits = acc.stage_a(pixels), acc.stage_b(acc.stage_a(pixels), masks)
+    b_data = next(i.name for i in gb.graph.input if i.name != MASK_NAME)
+    for i in range(n):
+        fa = execute_onnx(ga, {ga.graph.input[0].name: pixels[i:i + 1].astype(np.float32)}
+                          )[ga.graph.output[0].name]
+        lb = execute_onnx(gb, {b_data: fa, MASK_NAME: masks[i:i + 1].astype(np.float32)}
+                          )[gb.graph.output[0].name]
+        if not (np.array_equal(fa, feats[i:i + 1]) and np.array_equal(lb, logits[i:i + 1])):
+            raise RuntimeError(f"accelerator export check failed on random image {i}: the "
+                               "numpy interpreter differs from FINN's execution")
+    return n
+
+
+def main(bundle_dir: str | Path, board: str = "Pynq-Z2", estimate: bool = True,
+         bitstream: bool = False) -> dict:
+    """Build the accelerators of a bundle; returns the estimates dict (also estimates.json).
+
+    ``bitstream`` continues with FINN's hardware steps; without Vivado / Vitis HLS it stops
+    with :class:`dyfip_hw.finn_env.ToolMissing` naming the tool and step, after writing
+    everything the estimate flow produces.
+    """
+    from dyfip.model import load_checkpoint
+
+    t0 = time.perf_counter()
+    bundle = Path(bundle_dir)
+    board_cfg = load_board(board)
+    model = load_checkpoint(bundle / CHECKPOINT) if (bundle / CHECKPOINT).exists() else None
+    if model is None:
+        raise FileNotFoundError(f"{bundle / CHECKPOINT} not found: run 'dyfip run' first")
+    graphs, cfg = build_accelerators(model, bundle, board_cfg)
+    description = export_accelerator(model, graphs, bundle / ACCEL, board_cfg)
+    self_check(bundle / ACCEL, graphs)
+    est = estimates_from(description, board_cfg, cfg, time.perf_counter() - t0)
+    est["bitstream"] = {"requested": bitstream, "vivado": list(SUPPORTED_VIVADO),
+                        "missing_tools": missing_tools()}
+    write_json(bundle / ESTIMATES, est)
+    if bitstream:
+        for name, graph in graphs.items():
+            cfg.steps = list(BITSTREAM_STEPS)
+            spec = next(s for s in stage_specs(model, {k: bundle / ACCEL / f"{k}.onnx"
+                                                      for k in graphs}) if s.name == name)
+            run_steps(graph, spec, cfg)
+            finn_out = cfg.out_dir / name / "finn"
+            if finn_out.exists():
+                shutil.copytree(finn_out / "deploy", bundle / ACCEL / name, dirs_exist_ok=True)
+    return est
+
+
+def run_steps(model, spec: StageSpec, cfg: BuildConfig):
+    """Continue a built stage with ``cfg.steps`` (e.g. the bitstream steps)."""
+    from .builder import STEPS
+
+    for name in cfg.steps:
+        model = STEPS[name](model, spec, cfg)
+    return model
