@@ -76,7 +76,7 @@ def run_tb(runner, top: str, test_module: str, tb_dir: Path | str, build_dir: Pa
     stim_path.write_text(json.dumps(stim))
     result_path.unlink(missing_ok=True)
     runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir,
-                test_dir=build_dir, results_xml=f"{tag}_results.xml",
+                test_dir=build_dir, results_xml=str(build_dir.resolve() / f"{tag}_results.xml"),
                 extra_env={"DYFIP_TB_STIM": str(stim_path), "DYFIP_TB_RESULT": str(result_path)},
                 log_file=build_dir / f"{tag}.log")
     if not result_path.exists():
@@ -86,16 +86,25 @@ def run_tb(runner, top: str, test_module: str, tb_dir: Path | str, build_dir: Pa
 
 # ---- masked MVAU harness ----------------------------------------------------------------------
 TB_DIR = REPO_ROOT / "tests" / "rtl_tb"
-_BUILT: dict[Path, Any] = {}
+_BUILT: dict[tuple, Any] = {}
 
 
 @dataclass
 class MvauSimResult:
     outputs: np.ndarray  # (N, P, MH), as dyfip.kernels.masked_mvau
     out_cycles: list[int]  # cycle of every output handshake (cycle 0 = first after reset)
-    first_in_cycle: int | None
+    in_cycles: list[int]  # cycle of every input-word handshake
     extra_words: int  # output words beyond the expected N*P*NF (must be 0)
     raw: dict[str, Any]
+
+    def image_cycles(self, words_per_image: int) -> np.ndarray:
+        """Cycles of each image but the last: distance of consecutive first-input handshakes.
+
+        Exact without input gaps, because the loader takes a pixel's first word in the cycle
+        right after the previous pixel ends.
+        """
+        starts = np.asarray(self.in_cycles[::words_per_image])
+        return np.diff(starts)
 
 
 def simulate_masked_mvau(params, weights: np.ndarray, thresholds: np.ndarray | None,
@@ -103,7 +112,10 @@ def simulate_masked_mvau(params, weights: np.ndarray, thresholds: np.ndarray | N
                          in_gap: float = 0.0, mask_gap: float = 0.0, out_stall: float = 0.0,
                          seed: int = 0, mask_release: list[int] | None = None,
                          max_cycles: int = 5_000_000, tag: str = "run") -> MvauSimResult:
-    """Generate (rtl_codegen), build (cached per ``build_dir``) and simulate N images.
+    """Generate (rtl_codegen), build (cached per ``build_dir`` and HDL text), simulate N images.
+
+    Weights and thresholds are read at simulation start, so new values reuse the build as
+    long as the parameters (including the resolved ``accu_bits``) stay the same.
 
     ``x`` (N, P, MW) unsigned ints, ``mask`` (N, MH + CH) 0/1; ``*_gap``/``out_stall`` are
     per-cycle probabilities of an idle input / a low output ready. ``mask_release[i]`` delays
@@ -114,9 +126,10 @@ def simulate_masked_mvau(params, weights: np.ndarray, thresholds: np.ndarray | N
     build_dir = Path(build_dir)
     files = cg.generate_masked_mvau_rtl(build_dir / "gen", params, weights, thresholds)
     p, _ = cg.resolve_params(params, weights, thresholds)
-    runner = _BUILT.get(build_dir)
+    key = (build_dir, *(f.read_text() for f in files))  # rebuild when any HDL text changed
+    runner = _BUILT.get(key)
     if runner is None:
-        runner = _BUILT[build_dir] = build(files, p.name, build_dir)
+        runner = _BUILT[key] = build(files, p.name, build_dir)
     n_images = len(x)
     n_out = n_images * p.num_pixels * p.fold.neuron_folds
     stim = {"in_words": cg.input_words(x, p), "mask_words": cg.mask_words(mask, p),
@@ -128,4 +141,4 @@ def simulate_masked_mvau(params, weights: np.ndarray, thresholds: np.ndarray | N
     words = res["out_words"]
     got = words[:n_out] + [0] * max(0, n_out - len(words))
     return MvauSimResult(cg.unpack_outputs(got, p, n_images), res["out_cycles"],
-                         res["first_in_cycle"], max(0, len(words) - n_out), res)
+                         res["in_cycles"], max(0, len(words) - n_out), res)

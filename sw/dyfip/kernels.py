@@ -98,12 +98,16 @@ def enabled_folds(enables: np.ndarray, group: int) -> int:
 
 def masked_mvau_cycles(fold: Folding, filter_enables: np.ndarray | None = None,
                        channel_enables: np.ndarray | None = None, pixels: int = 1) -> int:
-    """Modelled cycles of one image through a masked MVAU.
+    """Modelled cycles of one image through a masked MVAU (the RTL's schedule, cycle exact).
 
     Per output pixel: the input vector streams in once (``SF`` cycles, overlapped with the
     first enabled neuron fold); every further enabled neuron fold costs its enabled synapse
-    folds; a disabled neuron fold costs one cycle (its zero output word). With all enables
-    on this is FINN's ``NF * SF``.
+    folds, at least one cycle (its output word, also when every input channel is off); a
+    disabled neuron fold costs one cycle (its zero output word). Without any enabled fold
+    the input drains while the zero words go out: ``max(SF, NF)``. With all enables on this
+    is FINN's ``NF * SF``. hw/rtl/masked_mvau.sv has no further per-fold, per-pixel or
+    per-image overhead; only a one-off pipeline latency of 3 cycles to the first output
+    (and 1 cycle when a mask word arrives after the image's first input word).
     """
     nf, sf = fold.neuron_folds, fold.synapse_folds
     if filter_enables is None:
@@ -117,7 +121,7 @@ def masked_mvau_cycles(fold: Folding, filter_enables: np.ndarray | None = None,
     sf_on = enabled_folds(channel_enables, fold.simd) * fold.kk
     if nf_on == 0:  # only stream the input in and the zero words out
         return pixels * max(sf, nf)
-    return pixels * (sf + (nf_on - 1) * sf_on + (nf - nf_on))
+    return pixels * (sf + (nf_on - 1) * max(sf_on, 1) + (nf - nf_on))
 
 
 def ideal_masked_cycles(fold: Folding, filter_enables: np.ndarray, channel_enables: np.ndarray,

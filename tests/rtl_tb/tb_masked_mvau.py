@@ -25,7 +25,7 @@ class Source:
         self.ready = getattr(dut, f"{prefix}_TREADY")
         self.words, self.gap, self.rng = words, gap, rng
         self.release = release or [0] * len(words)
-        self.idx, self.offering, self.first_cycle = 0, False, None
+        self.idx, self.offering, self.cycles = 0, False, []
         self.valid.value = 0
 
     def step(self, cycle: int) -> None:
@@ -35,8 +35,7 @@ class Source:
             self.offering = True
         self.valid.value = int(self.offering)
         if self.offering and int(self.ready.value):
-            if self.first_cycle is None:
-                self.first_cycle = cycle
+            self.cycles.append(cycle)
             self.idx += 1
             self.offering = False
 
@@ -71,7 +70,7 @@ async def run_stimulus(dut):
                 done_at = cycle
         cycle += 1
     result = {"out_words": out_words, "out_cycles": out_cycles, "cycles": cycle,
-              "first_in_cycle": data.first_cycle, "in_accepted": data.idx,
+              "in_cycles": data.cycles, "mask_cycles": mask.cycles,
               "mask_accepted": mask.idx}
     with open(os.environ["DYFIP_TB_RESULT"], "w") as f:
         json.dump(result, f)
