@@ -3,7 +3,7 @@
 Integer weights are the Brevitas layer's own (``quant_weight().int()``); inputs are the
 real stage-A activations of digits test images; thresholds fold the conv scales, BatchNorm
 and the 4-bit QuantReLU into 15 ascending integers per filter (as FINN's streamlining does,
-up to rounding ties); masks come from ``dyfip.tables.select_mask`` at the hardware's PE
+up to rounding ties; filters with negative BN gamma get negated weights); masks come from ``dyfip.tables.select_mask`` at the hardware's PE
 granularity (or from build/demo/tables.npz when a pipeline run left one). The model is the
 trained build/demo/model.pt when present, else a fresh model with BatchNorm statistics
 calibrated on digits. The HDL is generated into a temporary directory and simulated.
@@ -74,9 +74,14 @@ def integer_layer(model, images: np.ndarray):
     weights = w_int.transpose(2, 3, 1, 0).reshape(-1, w_int.shape[0])  # (ky, kx, c) x MH
     levels = 2 ** 4 - 1
     t = np.arange(1, levels + 1) - 0.5  # output >= t  <=>  bn(z) / s_out >= t - 0.5
-    z = ((t[None] * s_out - beta[:, None]) * std[:, None] / gamma[:, None] + mu[:, None])
-    thresholds = np.ceil(z / (s_in * s_w)).astype(np.int64)
-    thresholds[gamma <= 0] = np.iinfo(np.int32).max  # not expressible ascending: never fire
+    with np.errstate(divide="ignore"):
+        z = ((t[None] * s_out - beta[:, None]) * std[:, None] / gamma[:, None] + mu[:, None])
+    z = z / (s_in * s_w)  # in accumulator units; for gamma < 0 the test is acc <= z
+    neg = gamma < 0  # negate those filters (weights are narrow range) to keep acc >= thr
+    assert weights.min() > -8, "weight negation needs narrow-range weights"
+    weights[:, neg] *= -1
+    thresholds = np.ceil(np.where(neg[:, None], -z, z))
+    thresholds = np.clip(np.nan_to_num(thresholds), -2 ** 30, 2 ** 30).astype(np.int64)
     y_ref = np.rint(ref.numpy() / s_out).astype(np.int64)
     y_ref = y_ref.transpose(0, 2, 3, 1).reshape(len(images), -1, w_int.shape[0])
     return x_cols, weights, thresholds, y_ref
