@@ -147,21 +147,22 @@ def main(bundle_dir: str | Path, board: str = "Pynq-Z2", estimate: bool = True,
                         "missing_tools": missing_tools()}
     write_json(bundle / ESTIMATES, est)
     if bitstream:
-        for name, graph in graphs.items():
-            cfg.steps = list(BITSTREAM_STEPS)
-            spec = next(s for s in stage_specs(model, {k: bundle / ACCEL / f"{k}.onnx"
-                                                      for k in graphs}) if s.name == name)
-            run_steps(graph, spec, cfg)
-            finn_out = cfg.out_dir / name / "finn"
-            if finn_out.exists():
-                shutil.copytree(finn_out / "deploy", bundle / ACCEL / name, dirs_exist_ok=True)
+        run_bitstream(model, graphs, cfg, bundle)
     return est
 
 
-def run_steps(model, spec: StageSpec, cfg: BuildConfig):
-    """Continue a built stage with ``cfg.steps`` (e.g. the bitstream steps)."""
+def run_bitstream(model, graphs: dict, cfg: BuildConfig, bundle: Path) -> None:
+    """FINN's hardware steps, step by step over both stages (so code generation of every
+    stage happens before the first step that needs Vivado stops the flow)."""
     from .builder import STEPS
 
-    for name in cfg.steps:
-        model = STEPS[name](model, spec, cfg)
-    return model
+    specs = {s.name: s for s in stage_specs(model, {k: bundle / ACCEL / f"{k}.onnx"
+                                                   for k in graphs})}
+    for step_name in BITSTREAM_STEPS:
+        for name in graphs:
+            graphs[name] = STEPS[step_name](graphs[name], specs[name], cfg)
+            cfg.log.append({"stage": name, "step": step_name})
+    for name in graphs:
+        deploy = cfg.out_dir / name / "finn" / "deploy"
+        if deploy.exists():
+            shutil.copytree(deploy, bundle / ACCEL / name, dirs_exist_ok=True)

@@ -188,10 +188,13 @@ def step_minimize_bit_width(model, spec, cfg):
     return model.transform(MinimizeAccumulatorWidth())
 
 
-def _needs(tool_step: str) -> None:
+def _needs(tool_step: str, cfg: BuildConfig) -> None:
+    import os
+
     missing = missing_tools()
     if missing:
-        raise ToolMissing(missing[0], tool_step)
+        raise ToolMissing(missing[0], tool_step,
+                          f"{cfg.out_dir} (generated HDL/HLS: {os.environ['FINN_BUILD_DIR']})")
 
 
 def _finn_cfg(spec: StageSpec, cfg: BuildConfig):
@@ -206,11 +209,12 @@ def _finn_cfg(spec: StageSpec, cfg: BuildConfig):
                           DataflowOutputType.DEPLOYMENT_PACKAGE])
 
 
-def _finn_step(name: str) -> Step:
-    """Wrap one of FINN's own build steps (they need Vivado / Vitis HLS)."""
+def _finn_step(name: str, needs_tools: bool = True) -> Step:
+    """Wrap one of FINN's own build steps (all but code generation need Vivado / Vitis HLS)."""
 
     def run(model, spec, cfg):
-        _needs(name)
+        if needs_tools:
+            _needs(name, cfg)
         from finn.builder.build_dataflow_steps import build_dataflow_step_lookup
 
         return build_dataflow_step_lookup[f"step_{name}"](model, _finn_cfg(spec, cfg))
@@ -222,7 +226,7 @@ def _finn_step(name: str) -> Step:
 BITSTREAM_FINN_STEPS = ("hw_codegen", "hw_ipgen", "set_fifo_depths", "create_stitched_ip",
                         "synthesize_bitfile", "make_driver", "deployment_package")
 for _name in BITSTREAM_FINN_STEPS:
-    _finn_step(_name)
+    _finn_step(_name, needs_tools=_name != "hw_codegen")
 
 ESTIMATE_STEPS = ("qonnx_to_finn", "tidy_up", "streamline", "convert_to_hw", "check_supported",
                   "insert_filter_enables", "create_dataflow_partition", "specialize_layers",

@@ -30,12 +30,12 @@ _READY = False
 class ToolMissing(RuntimeError):
     """A step needs a Xilinx tool that is not installed; the message names both."""
 
-    def __init__(self, tool: str, step: str):
+    def __init__(self, tool: str, step: str, outputs: str = "the build folder"):
         super().__init__(
             f"step '{step}' needs {tool}, which was not found (set XILINX_VIVADO / "
             f"XILINX_VITIS / XILINX_HLS by sourcing the settings64.sh of Vivado "
             f"{' or '.join(SUPPORTED_VIVADO)}). Every step before it has run; its outputs "
-            "are in the build folder.")
+            f"are in {outputs}.")
         self.tool, self.step = tool, step
 
 

@@ -114,15 +114,15 @@ class MaskSplit_rtl(MaskSplit, RTLBackend):
         pad = lambda bits: (bits + 7) // 8 * 8  # noqa: E731
         ports = [f"  input  logic [{pad(sum(f)) - 1}:0] in0_V_TDATA,",
                  "  input  logic in0_V_TVALID,", "  output logic in0_V_TREADY,"]
-        body, lo = [], 0
+        decls, body, lo = [], [], 0
         busy = " | ".join(f"v{i}" for i in range(len(f)))
         for i, fi in enumerate(f):
             w = pad(self._out_bits(i))
             ports += [f"  output logic [{w - 1}:0] out{i}_V_TDATA,",
                       f"  output logic out{i}_V_TVALID,", f"  input  logic out{i}_V_TREADY,"]
             chan = f"{{{first}{{1'b1}}}}" if i == 0 else f"in0_V_TDATA[{lo - 1}:{lo - f[i - 1]}]"
-            body += [f"  logic v{i}; logic [{w - 1}:0] d{i};",
-                     f"  assign out{i}_V_TDATA = d{i}; assign out{i}_V_TVALID = v{i};",
+            decls.append(f"  logic v{i}; logic [{w - 1}:0] d{i};")
+            body += [f"  assign out{i}_V_TDATA = d{i}; assign out{i}_V_TVALID = v{i};",
                      "  always_ff @(posedge ap_clk) begin",
                      f"    if (!ap_rst_n) v{i} <= 1'b0;",
                      f"    else if (in0_V_TVALID && in0_V_TREADY) begin v{i} <= 1'b1;",
@@ -132,7 +132,7 @@ class MaskSplit_rtl(MaskSplit, RTLBackend):
             lo += fi
         ports[-1] = ports[-1].rstrip(",")
         return "\n".join([f"module {top} (", "  input  logic ap_clk,", "  input  logic ap_rst_n,",
-                          *ports, ");", f"  assign in0_V_TREADY = !({busy});", *body,
+                          *ports, ");", *decls, f"  assign in0_V_TREADY = !({busy});", *body,
                           "endmodule", ""])
 
     def get_rtl_file_list(self, abspath=False):
