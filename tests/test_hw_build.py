@@ -12,22 +12,18 @@ pytestmark = pytest.mark.finn
 
 
 @pytest.fixture(scope="session")
-def hw_model():
-    from dyfip_hw.testing import calibrated_model
+def hw_bundle() -> Path:
+    """A bundle with only a calibrated model.pt, built once per session (estimate flow)."""
+    from dyfip_hw.testing import calibrated_bundle
 
-    return calibrated_model()
+    return Path(calibrated_bundle())
 
 
 @pytest.fixture(scope="session")
-def hw_bundle(tmp_path_factory, hw_model) -> Path:
-    """A bundle with only model.pt, built once (estimate flow) for the hw/dataflow tests."""
-    from dyfip.model import save_checkpoint
-    from dyfip_hw.testing import built_bundle
+def hw_model(hw_bundle):
+    from dyfip.model import load_checkpoint
 
-    out = tmp_path_factory.mktemp("hw_bundle")
-    save_checkpoint(hw_model, out / "model.pt")
-    built_bundle(str(out))
-    return out
+    return load_checkpoint(hw_bundle / "model.pt")
 
 
 def _masks(model, n: int, kind: str, seed: int = 0) -> list[np.ndarray]:

@@ -68,3 +68,16 @@ def calibrated_model(dataset: str = "digits", **changes):
         for i in range(0, 400, 100):
             model(images_to_float(data.train.images[i:i + 100]))
     return model.eval()
+
+
+@functools.lru_cache(maxsize=1)
+def calibrated_bundle() -> str:
+    """A temporary bundle holding only a calibrated model.pt, built once per process."""
+    import tempfile
+
+    from dyfip.model import save_checkpoint
+
+    out = Path(tempfile.mkdtemp(prefix="dyfip_hw_bundle_"))
+    save_checkpoint(calibrated_model(), out / "model.pt")
+    built_bundle(str(out))
+    return str(out)
