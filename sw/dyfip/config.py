@@ -32,11 +32,13 @@ class Config:
     head_hidden: tuple[int, ...] = ()  # fully connected layers before the classifier
     branch_pool: int = 1  # branch = avg-pool(branch_pool) -> QuantLinear
     # training
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     branch_loss_weight: float = 1.0
+    branch_distill: float = 3.0  # weight of self-distillation from the final logits
     finetune_epochs: int = 30
+    finetune_distill: float = 1.0  # distillation from the unpruned network while fine-tuning
     # decision rule and pruning
     k: int = 2
     tau: float = 0.9
@@ -49,6 +51,7 @@ class Config:
     sweep_tau: tuple[float, ...] = (0.7, 0.8, 0.9, 0.95, 0.99)
     sweep_k: tuple[int, ...] = (2, 3)
     sweep_budget: tuple[float, ...] = (0.0625, 0.125, 0.25)
+    sweep_finetune_epochs: int = 10  # per (budget, k) sweep point, same for each method
     # default folding for the first cycle estimate: (PE, SIMD) caps per layer
     default_pe: int = 4
     default_simd: int = 4

@@ -176,6 +176,11 @@ def load_checkpoint(path) -> DyFiPNet:
     payload = torch.load(path, map_location="cpu", weights_only=False)
     model = DyFiPNet(Config.from_dict(json.loads(payload["config"])),
                      tuple(payload["in_shape"]), payload["num_classes"])
-    model.load_state_dict(payload["state_dict"])
+    result = model.load_state_dict(payload["state_dict"], strict=False)
+    # an activation quantizer that never saw training data has no learned scale yet
+    bad = [k for k in result.missing_keys if not k.endswith("scaling_impl.value")]
+    if bad or result.unexpected_keys:
+        raise ValueError(f"checkpoint {path} does not match its config: missing {bad}, "
+                         f"unexpected {result.unexpected_keys}")
     model.eval()
     return model

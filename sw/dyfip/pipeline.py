@@ -91,22 +91,25 @@ class Pipeline:
         return MaskTable.build(self.importance(), k, budget, c.group_size, model_hash_,
                                c.importance_mode)
 
-    def finetune_all(self, base: DyFiPNet, budget: float, which=("static", "static_exit", "dyfip")
+    def finetune_all(self, base: DyFiPNet, budget: float, k: int, epochs: int,
+                     which=("static", "static_exit", "dyfip")
                      ) -> tuple[MaskTable, dict[str, DyFiPNet]]:
         """Fine-tune stage B for each pruned method at ``budget``, same effort for each."""
         c = self.config
-        table = self.table(c.k, budget, model_hash(base))
+        table = self.table(k, budget, model_hash(base))
         policies: dict[str, Callable] = {"static": static_policy(table, None),
-                                         "static_exit": static_policy(table, c.k),
-                                         "dyfip": dynamic_policy(table, c.k)}
-        tuned = {m: finetune_stage_b(base, self.data, c, policies[m], c.finetune_epochs,
-                                     desc=f"fine-tune {m} @ budget {budget}") for m in which}
+                                         "static_exit": static_policy(table, k),
+                                         "dyfip": dynamic_policy(table, k)}
+        tuned = {m: finetune_stage_b(base, self.data, c, policies[m], epochs,
+                                     desc=f"fine-tune {m} @ budget {budget}, k={k}")
+                 for m in which}
         return table, tuned
 
     def finetune(self) -> None:
         """Main-budget fine-tunes; writes model.pt, the baselines, tables and branch.npz."""
         base = self.load(BASE)
-        table, tuned = self.finetune_all(base, self.config.budget)
+        c = self.config
+        table, tuned = self.finetune_all(base, c.budget, c.k, c.finetune_epochs)
         for method in ("static", "static_exit"):
             save_checkpoint(tuned[method], self.path(BASELINE.format(method)))
         save_checkpoint(tuned["dyfip"], self.path(MODEL))
@@ -142,25 +145,28 @@ class Pipeline:
         return report
 
     def sweep(self, models: Models, cost: CostModel, full: dict) -> list[dict]:
-        """Every (budget, k, tau) of the config; stage B fine-tuned once per budget."""
+        """Every (budget, k, tau) of the config; stage B fine-tuned once per (budget, k)."""
         c = self.config
         points = []
-        budgets = sorted(set(c.sweep_budget) | {c.budget})
-        for budget in budgets:
-            if budget == c.budget:
-                tuned = {"static_exit": models.static_exit, "dyfip": models.dyfip}
+        grid = itertools.product(sorted(set(c.sweep_budget) | {c.budget}),
+                                 sorted(k for k in set(c.sweep_k) | {c.k}
+                                        if k < models.base.num_classes))
+        for budget, k in grid:
+            if (budget, k) == (c.budget, c.k):
+                epochs, tuned = c.finetune_epochs, {"static_exit": models.static_exit,
+                                                    "dyfip": models.dyfip}
             else:
-                _, tuned = self.finetune_all(models.base, budget, ("static_exit", "dyfip"))
+                epochs = c.sweep_finetune_epochs
+                _, tuned = self.finetune_all(models.base, budget, k, epochs,
+                                             ("static_exit", "dyfip"))
             ms = Models(models.base, models.static, tuned["static_exit"], tuned["dyfip"])
-            for k, tau in itertools.product(sorted(set(c.sweep_k) | {c.k}),
-                                            sorted(set(c.sweep_tau) | {c.tau})):
-                if k >= models.base.num_classes:
-                    continue
-                table = self.table(k, budget, "")
+            table = self.table(k, budget, "")
+            for tau in sorted(set(c.sweep_tau) | {c.tau}):
                 r = evaluate_point(ms, table, self.data.test, k, tau, cost,
                                    ("early_exit", "static_exit", "dyfip"))
                 r["full"] = full
-                points.append({"budget": budget, "k": k, "tau": tau, **with_ratios(r)})
+                points.append({"budget": budget, "k": k, "tau": tau, "finetune_epochs": epochs,
+                               **with_ratios(r)})
         return points
 
     STEPS = ("train", "explain", "finetune", "evaluate")

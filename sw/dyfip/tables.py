@@ -32,8 +32,8 @@ def keep_count(filters: int, budget: float, group_size: int) -> int:
 def select_mask(scores: np.ndarray, budget: float, group_size: int) -> np.ndarray:
     """Bool mask keeping the groups with the largest summed score (ties: lower index)."""
     scores = np.asarray(scores, dtype=np.float64)
-    groups = scores.reshape(-1, group_size).sum(axis=1)
     n = keep_count(len(scores), budget, group_size)
+    groups = scores.reshape(-1, group_size).sum(axis=1)
     kept = np.argsort(-groups, kind="stable")[:n]
     group_mask = np.zeros(len(groups), dtype=bool)
     group_mask[kept] = True

@@ -73,7 +73,8 @@ def train_joint(model: DyFiPNet, data: Dataset, config: Config) -> list[dict]:
         total = 0.0
         for x, y in batches(data.train, config.batch_size, gen):
             final, branch = model(augment(x, gen, flip))
-            loss = F.cross_entropy(final, y) + config.branch_loss_weight * F.cross_entropy(branch, y)
+            loss = F.cross_entropy(final, y) + config.branch_loss_weight * branch_loss(
+                branch, final, y, config.branch_distill)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -83,6 +84,27 @@ def train_joint(model: DyFiPNet, data: Dataset, config: Config) -> list[dict]:
                         "val_accuracy": accuracy(model, data.val)})
     model.eval()
     return history
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor,
+                 subsets: torch.Tensor | None = None, temperature: float = 2.0) -> torch.Tensor:
+    """T^2 * KL(teacher || student) of softened logits, over ``subsets`` when given."""
+    def log_probs(z: torch.Tensor) -> torch.Tensor:
+        z = z / temperature
+        if subsets is None:
+            return F.log_softmax(z, 1)
+        return restricted_log_softmax(z, subsets).clamp_min(-1e4)
+    return temperature ** 2 * F.kl_div(log_probs(student), log_probs(teacher),
+                                       reduction="batchmean", log_target=True)
+
+
+def branch_loss(branch: torch.Tensor, final: torch.Tensor, labels: torch.Tensor,
+                distill: float) -> torch.Tensor:
+    """Cross-entropy plus ``distill`` x self-distillation from the (detached) final logits."""
+    loss = F.cross_entropy(branch, labels)
+    if distill > 0:
+        loss = loss + distill * distill_loss(branch, final.detach())
+    return loss
 
 
 @torch.no_grad()
@@ -128,10 +150,13 @@ def finetune_stage_b(model: DyFiPNet, data: Dataset, config: Config, policy: Mas
                 branch = tuned.branch_logits(feats)
             subsets, masks = policy(branch, y)
             logits = tuned.stage_b_logits(feats, masks)
-            if subsets is None:
-                loss = F.cross_entropy(logits, y)
-            else:
-                loss = F.nll_loss(restricted_log_softmax(logits, subsets), y)
+            log_p = (F.log_softmax(logits, 1) if subsets is None
+                     else restricted_log_softmax(logits, subsets))
+            loss = F.nll_loss(log_p, y)
+            if config.finetune_distill > 0:  # from the unpruned network, on the same classes
+                with torch.no_grad():
+                    teacher = model.stage_b_logits(feats)
+                loss = loss + config.finetune_distill * distill_loss(logits, teacher, subsets)
             opt.zero_grad()
             loss.backward()
             opt.step()

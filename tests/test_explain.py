@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from dyfip.data import Split
+from dyfip.explain import compute_importance, sample_per_class
+from dyfip.model import load_checkpoint
+
+
+def test_importance_shapes_and_methods(tiny_bundle, digits):
+    model = load_checkpoint(tiny_bundle / "model.pt")
+    gxa = compute_importance(model, digits.train, "grad_x_act", per_class=4)
+    ig = compute_importance(model, digits.train, "integrated_gradients", per_class=4)
+    rnd = compute_importance(model, digits.train, "random", per_class=4)
+    for imp in (gxa, ig, rnd):
+        assert list(imp) == ["stage_b.0", "stage_b.1"]
+        assert imp["stage_b.0"].shape == (10, 10, 64)
+    own = np.einsum("ccf->cf", gxa["stage_b.1"])
+    assert np.isfinite(own).all() and np.abs(own).sum() > 0
+    # gradient x activation and integrated gradients broadly agree, random does not
+    corr = np.corrcoef(own.ravel(), np.einsum("ccf->cf", ig["stage_b.1"]).ravel())[0, 1]
+    assert corr > 0.5
+    with pytest.raises(ValueError, match="unknown attribution method"):
+        compute_importance(model, digits.train, "lrp-magic")
+
+
+def test_empty_class_cannot_be_explained():
+    split = Split(np.zeros((4, 1, 8, 8), np.uint8), np.array([0, 0, 1, 1]))
+    with pytest.raises(ValueError, match="class 2 has no training images"):
+        sample_per_class(split, 2, 3, 0)

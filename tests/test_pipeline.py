@@ -1,0 +1,116 @@
+"""End to end on a tiny digits configuration, plus the CLI's error paths."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dyfip import bundle
+from dyfip.cli import main
+from dyfip.evaluate import METHODS, pareto_front
+from dyfip.inference import dyfip_predict
+from dyfip.model import load_checkpoint, model_hash
+from dyfip.tables import MaskTable
+
+
+def test_bundle_has_every_artifact(tiny_bundle):
+    for name in ("config.json", "base.pt", "model.pt", "importance.npz", "importance.png",
+                 "tables.npz", "branch.npz", "reference.npz", "report.json", "report.md",
+                 "pareto.png"):
+        assert (tiny_bundle / name).stat().st_size > 0, name
+    assert not list(tiny_bundle.glob(".*.tmp*")), "temporary files left behind"
+
+
+def test_report_contract(tiny_bundle):
+    report = json.loads((tiny_bundle / "report.json").read_text())
+    for m in METHODS:
+        r = report[m]
+        assert 0 <= r["accuracy"] <= 1
+        for key in ("macs_avg", "macs_worst", "cycles_avg", "cycles_worst"):
+            assert r[key] > 0
+        assert r["macs_avg"] <= r["macs_worst"] * (1 + 1e-9)
+    d = report["dyfip"]
+    assert 0 <= d["exit_rate"] <= 1 and 0 <= d["topk_hit_rate"] <= 1
+    assert d["macs_worst"] < report["full"]["macs_worst"]
+    assert report["static"]["macs_worst"] == report["static"]["macs_avg"]
+    assert set(report["params"]) >= {"k", "tau", "budget", "seed", "dataset"}
+    assert report["sweep"] and all("dyfip" in p for p in report["sweep"])
+
+
+def test_tables_bound_to_deployed_model(tiny_bundle):
+    model = load_checkpoint(tiny_bundle / "model.pt")
+    table = MaskTable.load(tiny_bundle / "tables.npz", model_hash(model), model.filters_per_layer)
+    base = load_checkpoint(tiny_bundle / "base.pt")
+    with pytest.raises(ValueError, match="rebuild the tables"):
+        MaskTable.load(tiny_bundle / "tables.npz", model_hash(base))
+    assert table.k == 2
+
+
+def test_per_image_equals_batched_and_reference(tiny_bundle):
+    model = load_checkpoint(tiny_bundle / "model.pt")
+    table = MaskTable.load(tiny_bundle / "tables.npz")
+    with np.load(tiny_bundle / "reference.npz") as ref:
+        images, classes, exited = ref["images"], ref["classes"], ref["exited"]
+        k, tau = int(ref["k"]), float(ref["tau"])
+    batched = dyfip_predict(model, images[:40], table, k, tau)
+    assert np.array_equal(batched.classes, classes[:40])
+    assert np.array_equal(batched.exited, exited[:40])
+    for i in range(0, 40, 7):
+        single = dyfip_predict(model, images[i:i + 1], table, k, tau)
+        assert single.classes[0] == batched.classes[i]
+        if not single.exited[0]:
+            assert single.classes[0] in single.decision.subsets[0]
+
+
+def test_masked_stage_b_activations_are_zero(tiny_bundle):
+    model = load_checkpoint(tiny_bundle / "model.pt")
+    table = MaskTable.load(tiny_bundle / "tables.npz")
+    with np.load(tiny_bundle / "reference.npz") as ref:
+        x = torch.from_numpy(ref["images"][:5]).float() / 255
+    masks = [torch.from_numpy(m).float().expand(5, -1) for m in table.masks_for((3, 8))]
+    with torch.no_grad():
+        y = model.features(x)
+        for block, m in zip(model.stage_b, masks):
+            y = block(y, m)
+            assert torch.all(y[:, m[0] == 0] == 0)
+
+
+def test_branch_npz_reproduces_branch_logits(tiny_bundle):
+    model = load_checkpoint(tiny_bundle / "model.pt")
+    with np.load(tiny_bundle / "branch.npz") as b:
+        w, bias, scale, pool = b["weight"], b["bias"], float(b["feature_scale"]), int(b["pool"])
+    with np.load(tiny_bundle / "reference.npz") as ref:
+        x = torch.from_numpy(ref["images"][:16]).float() / 255
+    with torch.no_grad():
+        feats = model.features(x)
+        want = model.branch_logits(feats).double().numpy()
+    ints = np.round(feats.double().numpy() / scale)
+    assert np.allclose(ints * scale, feats.double().numpy(), atol=1e-6)
+    n, c, h, _ = ints.shape
+    pooled = ints.reshape(n, c, h // pool, pool, h // pool, pool).mean(axis=(3, 5)) * scale
+    assert np.allclose(pooled.reshape(n, -1) @ w.T + bias, want, atol=1e-4)
+
+
+def test_pareto_front():
+    pts = [(1.0, 0.9), (0.5, 0.8), (0.5, 0.85), (0.7, 0.7), (0.2, 0.5)]
+    assert sorted(pareto_front(pts)) == [0, 2, 4]
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["evaluate", "--out", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path), "--k", "10", "--epochs", "1"]) == 2
+    assert "k=10" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text(json.dumps({"dataset": "digits"}))
+    assert main(["explain", "--out", str(tmp_path), "--dataset", "cifar10"]) == 2
+    assert "holds a digits run" in capsys.readouterr().err
+
+
+def test_cli_step_by_step(tmp_path):
+    out = str(tmp_path)
+    small = ["--epochs", "1", "--finetune-epochs", "1", "--no-sweep"]
+    assert main(["train", "--out", out, *small]) == 0
+    assert main(["explain", "--out", out]) == 0
+    assert main(["finetune", "--out", out, "--finetune-epochs", "1"]) == 0
+    assert main(["evaluate", "--out", out, "--no-sweep"]) == 0
+    assert json.loads((tmp_path / bundle.REPORT_JSON).read_text())["sweep"] == []

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from dyfip.tables import MaskTable, TableError, keep_count, select_mask, subset_scores
+
+
+def _importance(c=5, filters=(16, 8), seed=0):
+    rng = np.random.default_rng(seed)
+    return {f"stage_b.{i}": rng.normal(size=(c, c, f)) for i, f in enumerate(filters)}
+
+
+def test_every_subset_within_budget_at_group_granularity():
+    t = MaskTable.build(_importance(), k=2, budget=0.25, group_size=2, model_hash="h")
+    assert t.subsets.shape == (10, 2)
+    for masks in t.masks:
+        kept = masks.sum(axis=1)
+        assert (kept == kept[0]).all() and kept[0] == keep_count(masks.shape[1], 0.25, 2) * 2
+        groups = masks.reshape(len(masks), -1, 2)
+        assert (groups.all(axis=2) == groups.any(axis=2)).all()  # whole groups only
+
+
+def test_masks_follow_importance():
+    imp = {"l": np.zeros((3, 3, 8))}
+    imp["l"][0, 0, 5] = imp["l"][1, 1, 2] = 10.0
+    imp["l"][2, 2, 7] = 1.0
+    t = MaskTable.build(imp, k=2, budget=0.25, group_size=1, model_hash="h")
+    assert np.flatnonzero(t.masks_for((0, 1))[0]).tolist() == [2, 5]
+    assert t.masks_for([1, 0])[0].tolist() == t.masks_for((0, 1))[0].tolist()
+
+
+def test_contrast_mode_adds_pair_separation():
+    imp = _importance(c=4)["stage_b.0"]
+    cls, con = subset_scores(imp, (0, 1), "class"), subset_scores(imp, (0, 1), "contrast")
+    assert not np.allclose(cls, con)
+    with pytest.raises(ValueError, match="importance mode"):
+        subset_scores(imp, (0, 1), "nope")
+
+
+def test_roundtrip_and_binding(tmp_path):
+    t = MaskTable.build(_importance(), k=2, budget=0.25, group_size=1, model_hash="abc")
+    t.save(tmp_path / "t.npz")
+    u = MaskTable.load(tmp_path / "t.npz", model_hash="abc", filters=[16, 8])
+    assert all(np.array_equal(a, b) for a, b in zip(t.masks, u.masks))
+    assert u.mask_vector((1, 3)).shape == (24,)
+    with pytest.raises(TableError, match="built for model abc"):
+        MaskTable.load(tmp_path / "t.npz", model_hash="other")
+    with pytest.raises(TableError, match=r"layers of \[16, 8\] filters"):
+        MaskTable.load(tmp_path / "t.npz", filters=[16, 16])
+
+
+def test_corrupt_missing_and_oversized_tables(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(TableError, match="corrupt"):
+        MaskTable.load(tmp_path / "bad.npz")
+    with pytest.raises(FileNotFoundError, match="dyfip tables"):
+        MaskTable.load(tmp_path / "none.npz")
+    t = MaskTable.build(_importance(), k=2, budget=0.25, group_size=1, model_hash="h")
+    t.masks[0][3, :] = True  # over budget
+    t.save(tmp_path / "big.npz")
+    with pytest.raises(TableError, match="more than its budget"):
+        MaskTable.load(tmp_path / "big.npz")
+    with np.load(tmp_path / "big.npz") as z:
+        fields = {k: z[k] for k in z.files if k != "subsets"}
+    np.savez(tmp_path / "partial.npz", **fields)
+    with pytest.raises(TableError, match="missing field 'subsets'"):
+        MaskTable.load(tmp_path / "partial.npz")
+
+
+def test_unknown_class_and_bad_k():
+    t = MaskTable.build(_importance(), k=2, budget=0.5, group_size=1, model_hash="h")
+    with pytest.raises(TableError, match=r"unknown class\(es\) \[7\]"):
+        t.masks_for((1, 7))
+    with pytest.raises(TableError, match="needs 2 distinct"):
+        t.masks_for((1, 1))
+    with pytest.raises(TableError, match="k=5"):
+        MaskTable.build(_importance(c=5), k=5, budget=0.5, group_size=1, model_hash="h")
+    with pytest.raises(TableError, match="group size 3"):
+        select_mask(np.ones(8), 0.5, 3)
