@@ -23,6 +23,7 @@ class Board:
     mvau_wwidth_max: int = 36
     shell_flow: str = "vivado_zynq"
     folding: dict[str, dict[str, int]] = field(default_factory=dict)
+    resources: dict[str, int] = field(default_factory=dict)  # LUT, BRAM_18K, URAM, DSP
 
     @property
     def fmax_mhz(self) -> float:

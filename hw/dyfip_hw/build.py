@@ -86,6 +86,8 @@ def estimates_from(description: dict, board: Board, cfg: BuildConfig, seconds: f
         {k: v for k, v in la.items() if k not in ("inputs", "outputs")} for la in spec["layers"]]}
         for name, spec in description["stages"].items()}
     masked = [la for la in stages["stage_b"]["layers"] if la["op"] == "MaskedMVAU"]
+    total = {k: round(sum(s["resources"][k] for s in stages.values()), 1)
+             for k in ("LUT", "BRAM_18K", "URAM", "DSP")}
     return {
         "board": board.name, "part": board.part, "clk_ns": board.clk_ns,
         "fmax_mhz": board.fmax_mhz, "target_cycles_per_frame": board.target_cycles_per_frame,
@@ -93,6 +95,8 @@ def estimates_from(description: dict, board: Board, cfg: BuildConfig, seconds: f
         "filters_per_layer": description["filters_per_layer"],
         "group_size": {la["layer"]: la["PE"] for la in masked},
         "total_latency_cycles": sum(s["latency_cycles"] for s in stages.values()),
+        "resources_total": total, "resources_available": board.resources,
+        "fits": all(total[k] <= v for k, v in board.resources.items()),
         "cycle_model": "dyfip.kernels.masked_mvau_cycles per MaskedMVAU, FINN get_exp_cycles "
                        "otherwise; dyfip.dataflow.stage_cycles(estimates['stages'][s], masks)",
         "stages": stages, "build_seconds": round(seconds, 2), "steps": cfg.log}

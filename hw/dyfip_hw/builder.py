@@ -171,10 +171,12 @@ def step_set_folding(model, spec, cfg):
     """Board folding for listed layers, FINN's SetFolding + FoldMaskedLayers for the rest."""
     names = list(spec.layer_names)
     fixed = set(cfg.board.folding)
+    # masked layers first: SetFolding skips them, and would otherwise relax its target to
+    # their unfolded cycles in its second pass
+    model = model.transform(FoldMaskedLayers(cfg.board.target_cycles_per_frame, skip=fixed))
     model = model.transform(SetFolding(cfg.board.target_cycles_per_frame,
                                        mvau_wwidth_max=cfg.board.mvau_wwidth_max,
                                        two_pass_relaxation=True))
-    model = model.transform(FoldMaskedLayers(cfg.board.target_cycles_per_frame, skip=fixed))
     model = model.transform(ApplyFolding(names, cfg.board.folding))
     model = model.transform(MatchWindowSIMD())
     for name, node in layer_map(model, names).items():
