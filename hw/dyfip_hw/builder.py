@@ -57,7 +57,7 @@ from finn.transformation.streamline.reorder import MakeMaxPoolNHWC  # noqa: E402
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds  # noqa: E402
 
 from .transforms import (  # noqa: E402
-    ApplyFolding, CheckSupported, FoldMaskedLayers, InsertFilterEnables, MatchWindowSIMD,
+    MASK_NAME, ApplyFolding, CheckSupported, FoldMaskedLayers, InsertFilterEnables, MatchWindowSIMD,
     check_folding, layer_map)
 
 
@@ -157,7 +157,12 @@ def step_create_dataflow_partition(model, spec, cfg):
     if len(sdp) != 1:
         raise ValueError(f"{spec.name}: expected one dataflow partition, got {len(sdp)}")
     parent.save(str(Path(cfg.out_dir) / spec.name / "dataflow_parent.onnx"))
-    return ModelWrapper(getCustomOp(sdp[0]).get_nodeattr("model"))
+    model = ModelWrapper(getCustomOp(sdp[0]).get_nodeattr("model"))
+    # stream order of the accelerator: data first, then the mask (FINN driver's input order)
+    inputs = sorted(model.graph.input, key=lambda i: i.name == MASK_NAME)
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    return model
 
 
 @step
