@@ -1,0 +1,151 @@
+"""The deployment bundle as the driver sees it: load, validate, bind to one model."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import bundle as names
+from ..tables import MaskTable, TableError
+from .branch import Branch
+from .errors import BundleError, BundleMismatchError
+
+ACCEL = "accel"
+LAYERS = "layers.json"
+ESTIMATES = "estimates.json"
+DEFAULT_CLK_NS = 10.0
+
+
+def _read_json(path: Path, hint: str) -> dict:
+    if not path.exists():
+        raise BundleError(f"{path} not found: {hint}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def design_digest(accel_dir: Path) -> str:
+    """SHA-256 of the exported accelerator (layers.json + stage parameters): what a
+    bitstream was built from. The simulated bitstream and driver.json record it."""
+    h = hashlib.sha256()
+    desc = json.loads((accel_dir / LAYERS).read_text())
+    h.update((accel_dir / LAYERS).read_bytes())
+    for spec in desc["stages"].values():
+        h.update((accel_dir / spec["params"]).read_bytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Deployment:
+    """Everything the driver needs from ``<bundle>``: decision parameters, mask table,
+    branch, accelerator description (``accel/layers.json``) and clock."""
+
+    root: Path
+    k: int
+    tau: float
+    table: MaskTable
+    branch: Branch
+    accel: dict
+    clk_ns: float
+    model_hash: str
+    config: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: str | Path, model_hash: str | None = None) -> "Deployment":
+        """Load and cross-check a bundle; ``model_hash`` pins the expected model."""
+        root = Path(root)
+        if not root.is_dir():
+            raise BundleError(f"bundle folder {root} not found: build one with 'dyfip run' "
+                              "and 'dyfip build --estimate' (or 'make deploy' it to the board)")
+        config = _read_json(root / names.CONFIG, "not a DyFiP bundle (run 'dyfip run')")
+        accel = _read_json(root / ACCEL / LAYERS, "run 'dyfip build --estimate' first")
+        est_path = root / ESTIMATES
+        clk_ns = float(json.loads(est_path.read_text()).get("clk_ns", DEFAULT_CLK_NS)
+                       ) if est_path.exists() else DEFAULT_CLK_NS
+        try:
+            table = MaskTable.load(root / names.TABLES)
+        except FileNotFoundError as exc:
+            raise BundleError(str(exc)) from exc
+        except TableError as exc:
+            raise BundleError(f"bundle {root}: {exc}") from exc
+        branch = Branch.load(root / names.BRANCH)
+        dep = cls(root, int(config.get("k", table.k)), float(config["tau"]), table, branch,
+                  accel, clk_ns, table.model_hash, config)
+        dep.check(model_hash)
+        return dep
+
+    # -- consistency ----------------------------------------------------------------------
+    def hashes(self) -> dict[str, str]:
+        """Every model hash the bundle records, by file."""
+        found = {names.TABLES: self.table.model_hash}
+        if self.branch.model_hash:
+            found[names.BRANCH] = self.branch.model_hash
+        if self.accel.get("model_hash"):
+            found[f"{ACCEL}/{LAYERS}"] = str(self.accel["model_hash"])
+        ref = self.root / names.REFERENCE
+        if ref.exists():
+            with np.load(ref, allow_pickle=False) as z:
+                if "model_hash" in z.files:
+                    found[names.REFERENCE] = str(z["model_hash"])
+        return found
+
+    def check(self, model_hash: str | None = None) -> None:
+        """Raise :class:`BundleMismatchError` unless all files describe one model."""
+        found = self.hashes()
+        if model_hash is not None:
+            found["expected"] = model_hash
+        if len(set(found.values())) > 1:
+            listing = ", ".join(f"{k}: {v[:12]}" for k, v in found.items())
+            raise BundleMismatchError(f"bundle {self.root} mixes models ({listing}): rebuild "
+                                      "it with 'dyfip run' + 'dyfip build' from one model")
+        a, t, b = self.accel, self.table, self.branch
+        out = self.stage_spec("stage_a")["outputs"][0]["shape"]  # (1, H, W, C)
+        problems = []
+        if list(t.filters) != list(a["filters_per_layer"]):
+            problems.append(f"tables have {t.filters} filters per layer, the accelerator "
+                            f"{a['filters_per_layer']}")
+        if tuple(out[1:]) != b.feature_shape[1:] + b.feature_shape[:1]:
+            problems.append(f"branch expects features {b.feature_shape} (C, H, W), stage A "
+                            f"outputs {tuple(out[1:])} (H, W, C)")
+        if not np.isclose(b.feature_scale, float(a["feature_scale"]), rtol=1e-6, atol=0):
+            problems.append(f"branch feature scale {b.feature_scale:.6g} != stage A output "
+                            f"scale {float(a['feature_scale']):.6g}")
+        if t.k != self.k or t.num_classes > b.num_classes:
+            problems.append(f"tables are for k={t.k} and {t.num_classes} classes, the config "
+                            f"for k={self.k}, the branch has {b.num_classes} classes")
+        if problems:
+            raise BundleMismatchError(f"bundle {self.root} is inconsistent (files from "
+                                      f"different models?): {'; '.join(problems)}")
+
+    # -- accessors -------------------------------------------------------------------------
+    @property
+    def accel_dir(self) -> Path:
+        return self.root / ACCEL
+
+    def stage_spec(self, stage: str) -> dict:
+        try:
+            return self.accel["stages"][stage]
+        except KeyError as exc:
+            raise BundleError(f"{self.accel_dir / LAYERS} has no stage {exc}") from exc
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one uint8 image, as PyTorch and reference.npz store them."""
+        _, h, w, c = self.stage_spec("stage_a")["inputs"][0]["shape"]
+        return (c, h, w)
+
+    @property
+    def num_classes(self) -> int:
+        return self.branch.num_classes
+
+    def reference(self) -> dict[str, np.ndarray]:
+        """reference.npz: test images, labels and the PyTorch pipeline's decisions."""
+        path = self.root / names.REFERENCE
+        if not path.exists():
+            raise BundleError(f"{path} not found: run 'dyfip evaluate' on the host")
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
