@@ -150,9 +150,23 @@ def main(bundle_dir: str | Path, board: str = "Pynq-Z2", estimate: bool = True,
     est["bitstream"] = {"requested": bitstream, "vivado": list(SUPPORTED_VIVADO),
                         "missing_tools": missing_tools()}
     write_json(bundle / ESTIMATES, est)
+    print(summary(est, bundle))
     if bitstream:
         run_bitstream(model, graphs, cfg, bundle)
     return est
+
+
+def summary(est: dict, bundle: Path) -> str:
+    """A few lines for the console."""
+    lines = [f"accelerators for {est['board']} ({est['part']}, {est['fmax_mhz']:.0f} MHz) in "
+             f"{est['build_seconds']:.1f} s -> {bundle / ESTIMATES}"]
+    for name, s in est["stages"].items():
+        r = s["resources"]
+        lines.append(f"  {name}: {s['latency_cycles']} cycles latency, {s['bottleneck_cycles']} "
+                     f"bottleneck, efficiency {s['efficiency']}, LUT {r['LUT']:.0f} "
+                     f"BRAM18 {r['BRAM_18K']:.0f} DSP {r['DSP']:.0f}")
+    lines.append(f"  mask groups (PE) {est['group_size']}; fits {est['board']}: {est['fits']}")
+    return "\n".join(lines)
 
 
 def run_bitstream(model, graphs: dict, cfg: BuildConfig, bundle: Path) -> None:

@@ -13,6 +13,7 @@ The result is the folded, specialised dataflow model (the accelerator) of the st
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +242,14 @@ ESTIMATE_STEPS = ("qonnx_to_finn", "tidy_up", "streamline", "convert_to_hw", "ch
 BITSTREAM_STEPS = BITSTREAM_FINN_STEPS
 
 
+@contextlib.contextmanager
+def _finn_chatter(log_path: Path):
+    """Send FINN's prints and warnings (SetFolding notes etc.) to ``log_path``."""
+    with open(log_path, "a") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        yield
+
+
 def build_stage(spec: StageSpec, cfg: BuildConfig) -> ModelWrapper:
     """Run ``cfg.steps`` on ``spec.onnx``; returns (and saves) the folded dataflow model."""
     unknown = [s for s in cfg.steps if s not in STEPS]
@@ -251,7 +260,8 @@ def build_stage(spec: StageSpec, cfg: BuildConfig) -> ModelWrapper:
     model = ModelWrapper(str(spec.onnx))
     for name in cfg.steps:
         t0 = time.perf_counter()
-        model = STEPS[name](model, spec, cfg)
+        with _finn_chatter(out / "finn.log"):
+            model = STEPS[name](model, spec, cfg)
         cfg.log.append({"stage": spec.name, "step": name,
                         "seconds": round(time.perf_counter() - t0, 3)})
         if cfg.save_intermediate:
