@@ -1,0 +1,194 @@
+"""DyFiP driver on the simulated PYNQ board: results, timings and every error path."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from board_conftest import (assert_matches_reference, bundle_dir, copy_bundle,  # noqa: F401
+                            reference)
+
+pytestmark = pytest.mark.board_env
+pynq = pytest.importorskip("pynq")
+
+from dyfip.bundle import write_npz  # noqa: E402
+from dyfip.dataflow import stage_cycles  # noqa: E402
+from dyfip.driver import (BitfileMissingError, BundleError, BundleMismatchError,  # noqa: E402
+                          DMATimeoutError, DriverError, DyFiP, InputError, NoBoardError)
+from dyfip.driver import sim  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def accel(bundle_dir):
+    return DyFiP.open(bundle_dir, board="sim", batch_size=32)
+
+
+@pytest.fixture
+def fresh(bundle_dir):
+    """A DyFiP on its own simulated device (for fault injection)."""
+    device = sim.fresh_device()
+    yield DyFiP(bundle_dir, bitfile=sim.simulated_bitstream(bundle_dir), device=device,
+                timeout_s=0.2)
+    sim.fresh_device()
+
+
+def test_batch_matches_reference(accel, reference):
+    n = 80  # more than batch_size: several DMA chunks
+    res = accel.classify(reference["images"][:n])
+    ref = {k: (v[:n] if np.ndim(v) else v) for k, v in reference.items()}
+    assert_matches_reference(res, ref, accel.deployment.table)
+    assert all(res.timings[k] > 0 for k in ("stage_a_s", "host_s", "total_s", "model_s",
+                                            "device_model_s"))
+
+
+def test_single_image_result(accel, reference):
+    res = accel.classify(reference["images"][0])  # (C, H, W)
+    r = res[0]
+    assert len(res) == 1 and r.path in ("exit", "pruned")
+    assert (r.subset is None) == (r.path == "exit")
+    if r.path == "pruned":
+        assert r.mask.shape == (sum(accel.deployment.table.filters),)
+        assert r.cls in r.subset
+    assert r.model_cycles >= accel.cycles.stage_a and r.timings["total_s"] > 0
+
+
+def test_modelled_cycles_follow_the_mask(accel, reference):
+    res = accel.classify(reference["images"][:16])
+    dep, pol = accel.deployment, accel.policy
+    a = stage_cycles(dep.stage_spec("stage_a"))
+    for i in range(len(res)):
+        b = 0 if res.exited[i] else stage_cycles(dep.stage_spec("stage_b"),
+                                                 pol.layer_masks(res.masks[i]))
+        assert res.model_cycles[i] == a + b
+    full = accel.classify_full(reference["images"][:16])
+    assert (full.model_cycles == accel.cycles.full).all()
+    assert res.model_cycles.max() <= accel.cycles.full
+    assert full.timings["device_model_s"] > 0 and (full.paths == "full").all()
+
+
+def test_every_image_exits_at_tau_zero(bundle_dir, reference):
+    acc = DyFiP.open(bundle_dir, board="sim", tau=0.0)
+    acc.device.runs.clear()
+    res = acc.classify(reference["images"][:8])
+    assert res.exited.all() and (res.classes == res.branch_pred).all()
+    assert (res.masks == 0).all() and np.isnan(res.logits).all()
+    assert (res.model_cycles == acc.cycles.stage_a).all()
+    assert {r["stage"] for r in acc.device.runs} == {"stage_a"}  # stage B never started
+
+
+def test_simulated_device_is_in_pynqs_registry(accel):
+    from pynq.pl_server.device import DeviceMeta
+
+    assert DeviceMeta._subclasses[sim.SimDevice._probe_priority_] is sim.SimDevice
+    assert pynq.Device.active_device is accel.device
+    assert set(accel.overlay.ip_dict) >= {"idma0", "odma0", "idma1", "idma2", "odma1"}
+    buf = pynq.allocate((4,), dtype=np.uint8)  # pynq's own allocate, on the simulation
+    assert buf.device_address > 0
+
+
+def test_probe_follows_the_environment(monkeypatch):
+    monkeypatch.delenv(sim.ENV, raising=False)
+    assert sim.SimDevice._probe_() == []
+    monkeypatch.setenv(sim.ENV, "1")
+    assert isinstance(sim.SimDevice._probe_()[0], sim.SimDevice)
+
+
+def test_unflushed_input_is_not_seen_by_the_device(fresh, reference):
+    """Simulated DDR is only updated by flush(): the driver's cache handling is exercised."""
+    buf = fresh.stage_a.ibuf["pixels"]
+    buf[:] = 7
+    assert fresh.device.memory.read(buf.device_address, 4).tolist() == [0, 0, 0, 0]
+    buf.flush()
+    assert fresh.device.memory.read(buf.device_address, 4).tolist() == [7, 7, 7, 7]
+
+
+# -- errors -------------------------------------------------------------------------------
+def test_missing_bitfile(bundle_dir, tmp_path):
+    with pytest.raises(BitfileMissingError, match="dyfip build --bitstream"):
+        DyFiP(bundle_dir, bitfile=tmp_path / "none.bit", device=sim.install())
+    with pytest.raises(BitfileMissingError):  # the default: <bundle>/accel/dyfip.bit
+        DyFiP.open(bundle_dir, board="pynq")
+
+
+def test_no_board(bundle_dir, monkeypatch):
+    monkeypatch.delattr(pynq.Device, "_active_device", raising=False)
+    monkeypatch.setattr(pynq.Device, "_devices", [], raising=False)
+    with pytest.raises(NoBoardError, match="simulated board"):
+        DyFiP(bundle_dir, bitfile=sim.simulated_bitstream(bundle_dir))
+
+
+def test_not_a_simulated_bitstream(bundle_dir, tmp_path):
+    bit = tmp_path / "dyfip.bit"
+    bit.write_bytes(b"\x00\x09\x0f\xf0 real bitstream bytes")
+    with pytest.raises(DriverError, match="not a simulated DyFiP bitstream"):
+        DyFiP(bundle_dir, bitfile=bit, device=sim.install())
+
+
+def test_no_bundle(tmp_path):
+    with pytest.raises(BundleError, match="not found"):
+        DyFiP.open(tmp_path / "nothing", board="sim")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    with pytest.raises(BundleError, match="dyfip build --estimate"):
+        DyFiP.open(tmp_path / "half", board="sim")
+
+
+def _rewrite_npz(path, **changes):
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    write_npz(path, **{**data, **changes})
+
+
+def test_bundle_from_another_model(bundle_dir, tmp_path):
+    other = copy_bundle(bundle_dir, tmp_path / "other")
+    _rewrite_npz(other / "branch.npz", model_hash=np.array("f" * 64))
+    with pytest.raises(BundleMismatchError, match="mixes models"):
+        DyFiP.open(other, board="sim")
+    with pytest.raises(BundleMismatchError, match="mixes models"):
+        DyFiP.open(bundle_dir, board="sim", model_hash="0" * 64)
+
+
+def test_branch_of_another_model(bundle_dir, tmp_path):
+    other = copy_bundle(bundle_dir, tmp_path / "other")
+    with np.load(other / "branch.npz") as z:
+        scale = float(z["feature_scale"])
+    _rewrite_npz(other / "branch.npz", feature_scale=np.float64(scale * 1.5))
+    with pytest.raises(BundleMismatchError, match="feature scale"):
+        DyFiP.open(other, board="sim")
+
+
+def test_bitstream_of_another_accelerator(bundle_dir, tmp_path):
+    other = copy_bundle(bundle_dir, tmp_path / "other")
+    params = other / "accel" / "stage_b.npz"
+    with np.load(params) as z:
+        key = next(k for k in z.files if k.endswith(".weights"))
+        w = z[key]
+    _rewrite_npz(params, **{key: -w})
+    bit = sim.simulated_bitstream(bundle_dir)  # built from the original accelerator
+    with pytest.raises(BundleMismatchError, match="another accelerator"):
+        DyFiP(other, bitfile=bit, device=sim.install())
+
+
+@pytest.mark.parametrize("images, match", [
+    (np.zeros((2, 1, 8, 8), np.float32), "uint8"),
+    (np.zeros((2, 3, 8, 8), np.uint8), "shape"),
+    (np.zeros((8, 8), np.uint8), "shape"),
+    ([[0, 1]], "numpy array"),
+])
+def test_wrong_images(accel, images, match):
+    if match == "shape" and images.shape[1:] == accel.image_shape:
+        pytest.skip("this bundle's images have that shape")
+    with pytest.raises(InputError, match=match):
+        accel.classify(images)
+
+
+def test_stuck_dma_times_out(fresh, reference):
+    fresh.device.stuck.add(fresh.io["stage_b"].output.dma)
+    images = reference["images"][:4]
+    t0 = time.perf_counter()
+    with pytest.raises(DMATimeoutError, match="did not complete within 0.2 s"):
+        fresh.classify_full(images)
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(DriverError, match="not idle"):  # no silent reuse of a stuck DMA
+        fresh.classify_full(images)
