@@ -192,3 +192,16 @@ def test_stuck_dma_times_out(fresh, reference):
     assert time.perf_counter() - t0 < 5
     with pytest.raises(DriverError, match="not idle"):  # no silent reuse of a stuck DMA
         fresh.classify_full(images)
+
+
+def test_overhead_benchmark(bundle_dir, tmp_path):
+    import runpy
+    from pathlib import Path
+
+    bench = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "driver_overhead.py"))
+    out = tmp_path / "overhead.json"
+    assert bench["main"](["--bundle", str(bundle_dir), "--out", str(out), "--repeats", "1"]
+                         ) in (0, 1)
+    import json
+    res = json.loads(out.read_text())
+    assert res["single_image_us"]["median"] > 0 and res["batched_us_per_image"] > 0
