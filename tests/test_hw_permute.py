@@ -32,13 +32,15 @@ def perm_setup():
 
 def test_permutation_preserves_function(perm_setup, digits):
     from dyfip_hw.export import reference_integers
-    from dyfip_hw.permute import permutations, permute_model
+    from dyfip_hw.permute import apply_permutation, permutations
 
     model, est, imp = perm_setup
     perms = permutations(imp, est["group_size"])
+    pm, pimp, perms2 = apply_permutation(model, imp, est["group_size"])
+    assert all(np.array_equal(perms[k], perms2[k]) for k in perms)
+    assert np.array_equal(pimp["stage_b.0"], imp["stage_b.0"][..., perms["stage_b.0"]])
     for name, p in perms.items():
         assert sorted(p) == list(range(len(p))) and not np.array_equal(p, np.arange(len(p)))
-    pm = permute_model(model, perms)
     x = digits.test.images
     rng = np.random.default_rng(1)
     masks = [(rng.random((len(x), f)) < 0.5).astype(np.uint8) for f in model.filters_per_layer]

@@ -143,3 +143,14 @@ def fold_gain(importance: Mapping[str, np.ndarray], estimates: dict, budget: flo
             "mean_stage_b_cycles": float(np.mean(cycles)),
             "full_stage_b_cycles": int(stage["latency_cycles"]),
             "group_mask_importance_kept": {n: float(np.mean(v)) for n, v in kept_frac.items()}}
+
+
+def apply_permutation(model, importance: Mapping[str, np.ndarray],
+                      group_sizes: Mapping[str, int]) -> tuple[object, dict, dict]:
+    """Pipeline hook: (permuted model, permuted importance, perms) for PE-group tables.
+
+    Run after ``explain`` and before ``tables`` / mask-aware fine-tuning; ``group_sizes`` is
+    ``estimates["group_size"]`` of a ``dyfip build --estimate``.
+    """
+    perms = permutations(importance, group_sizes)
+    return permute_model(model, perms), permute_importance(importance, perms), perms
