@@ -73,11 +73,14 @@ def calibrated_model(dataset: str = "digits", **changes):
 @functools.lru_cache(maxsize=1)
 def calibrated_bundle() -> str:
     """A temporary bundle holding only a calibrated model.pt, built once per process."""
+    import atexit
+    import shutil
     import tempfile
 
     from dyfip.model import save_checkpoint
 
     out = Path(tempfile.mkdtemp(prefix="dyfip_hw_bundle_"))
+    atexit.register(shutil.rmtree, out, True)
     save_checkpoint(calibrated_model(), out / "model.pt")
     built_bundle(str(out))
     return str(out)
