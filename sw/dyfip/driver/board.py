@@ -1,6 +1,7 @@
 """Open a bitstream on a pynq device (a real board or the simulated one) with clear errors."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ def pynq_device(device: Any = None) -> Any:
         return device
     try:
         import pynq
+        if os.environ.get("DYFIP_SIM_BOARD", "") not in ("", "0"):
+            from . import sim  # noqa: F401  (registers the simulated board before probing)
     except ImportError as exc:
         raise NoBoardError(f"pynq is not installed ({exc}): use the board environment "
                            "(make board-env) or a PYNQ image") from exc
