@@ -8,7 +8,6 @@ is exactly what ``DyFiP.classify`` does on the host between stage A and stage B.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path

@@ -188,5 +188,6 @@ class DyFiP:
 
     def __repr__(self) -> str:
         d = self.deployment
-        return (f"DyFiP(bundle={str(d.root)!r}, device={getattr(self.device, 'name', self.device)!r},"
-                f" k={d.k}, tau={d.tau}, classes={d.num_classes}, budget={d.table.budget})")
+        device = getattr(self.device, "name", self.device)
+        return (f"DyFiP(bundle={str(d.root)!r}, device={device!r}, k={d.k}, tau={d.tau}, "
+                f"classes={d.num_classes}, budget={d.table.budget})")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from pynq import Device
