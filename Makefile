@@ -52,16 +52,24 @@ bench: env fashion-mnist
 	  $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 # ---- tests --------------------------------------------------------------------------
+# One quick bundle (the whole flow on digits at smoke-test sizes, accelerator included),
+# built with the host CLI and shared by the host and board tests.
+TEST_BUNDLE ?= build/test-bundle
+$(TEST_BUNDLE)/.stamp: $(VENV)/.stamp $(shell find sw hw -name '*.py' -o -name '*.json')
+	rm -rf $(TEST_BUNDLE)
+	TQDM_DISABLE=1 $(VENV)/bin/dyfip run --quick --out $(TEST_BUNDLE) --board $(BOARD)
+	touch $@
+
 test: test-host test-board
 
-test-host: env
-	$(PY) -m pytest tests -m "not board_env" $(PYTEST_ARGS)
+test-host: env board-env $(TEST_BUNDLE)/.stamp
+	DYFIP_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest tests -m "not board_env" $(PYTEST_ARGS)
 
-test-board: env board-env
-	$(BPY) -m pytest tests -m "board_env" $(PYTEST_ARGS)
+test-board: env board-env $(TEST_BUNDLE)/.stamp
+	DYFIP_TEST_BUNDLE=$(TEST_BUNDLE) $(BPY) -m pytest tests -m "board_env" $(PYTEST_ARGS)
 
-hil: env board-env
-	$(BPY) -m pytest tests -m "hil" $(PYTEST_ARGS)
+hil: env board-env $(TEST_BUNDLE)/.stamp
+	DYFIP_TEST_BUNDLE=$(or $(HIL_BUNDLE),$(TEST_BUNDLE)) $(BPY) -m pytest tests -m "hil" $(PYTEST_ARGS)
 
 # ---- accelerator ----------------------------------------------------------------------
 estimate: env
@@ -73,10 +81,13 @@ bitstream: env
 lint-rtl: env
 	$(PY) -m dyfip_hw.rtl_lint
 
+BOARD_DIR ?= /home/xilinx/jupyter_notebooks/dyfip
 deploy:
 	@test -n "$(BOARD_HOST)" || { echo "usage: make deploy BOARD_HOST=xilinx@<board-ip> [BUNDLE=$(BUNDLE)]"; exit 1; }
-	rsync -a --exclude '*.pt' $(BUNDLE)/ $(BOARD_HOST):/home/xilinx/jupyter_notebooks/dyfip/bundle/
-	rsync -a sw/ notebooks/ pyproject.toml $(BOARD_HOST):/home/xilinx/jupyter_notebooks/dyfip/
+	rsync -a --exclude '*.pt' --exclude hw_build --exclude '*.onnx' $(BUNDLE)/ $(BOARD_HOST):$(BOARD_DIR)/bundle/
+	rsync -a --relative sw/dyfip hw/dyfip_hw pyproject.toml README.md $(BOARD_HOST):$(BOARD_DIR)/
+	rsync -a notebooks/ $(BOARD_HOST):$(BOARD_DIR)/
+	@echo "on the board: cd $(BOARD_DIR) && sudo pip3 install --no-deps -e . (see notebooks/README.md)"
 
 clean:
 	rm -rf build sim_build

@@ -1,6 +1,11 @@
-"""Shared fixtures: a tiny DyFiP run on the built-in digits, trained once per session."""
+"""Shared fixtures: one quick DyFiP bundle of the built-in digits per session.
+
+``make test`` builds that bundle once with the CLI (``dyfip run --quick``) and names it in
+``DYFIP_TEST_BUNDLE``, so host and board tests share it; without it the fixture builds one.
+"""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -8,12 +13,17 @@ import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+# In the board environment (no torch) only the modules with board tests are collected.
+if importlib.util.find_spec("torch") is None:
+    BOARD_MODULES = ("test_driver", "test_hil", "test_notebooks_board")
+    collect_ignore = [p.name for p in Path(__file__).parent.glob("test_*.py")
+                      if not p.stem.startswith(BOARD_MODULES)]
+
 
 def tiny_config(**changes):
     from dyfip.config import preset
 
-    return preset("digits", epochs=4, finetune_epochs=2, xai_samples_per_class=16,
-                  sweep_tau=(0.8,), sweep_k=(2,), sweep_budget=(0.25,), **changes)
+    return preset("digits", quick=True, **changes)
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +35,10 @@ def digits():
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
-    """A complete bundle (train -> explain -> finetune -> evaluate) of a tiny digits run."""
+    """A complete quick bundle (train -> ... -> evaluate -> build) of digits."""
+    given = os.environ.get("DYFIP_TEST_BUNDLE")
+    if given and (Path(given) / "report.json").exists():
+        return Path(given)
     from dyfip.pipeline import Pipeline
 
     out = tmp_path_factory.mktemp("bundle")

@@ -108,9 +108,13 @@ def test_cli_errors(tmp_path, capsys):
 
 def test_cli_step_by_step(tmp_path):
     out = str(tmp_path)
-    small = ["--epochs", "1", "--finetune-epochs", "1", "--no-sweep"]
-    assert main(["train", "--out", out, *small]) == 0
+    assert main(["train", "--out", out, "--quick", "--epochs", "1"]) == 0
     assert main(["explain", "--out", out]) == 0
+    assert main(["finetune", "--out", out]) == 2  # needs the folding first
+    assert main(["fold", "--out", out]) == 0
+    assert (tmp_path / "folding.json").exists() and (tmp_path / "permutation.json").exists()
     assert main(["finetune", "--out", out, "--finetune-epochs", "1"]) == 0
     assert main(["evaluate", "--out", out, "--no-sweep"]) == 0
-    assert json.loads((tmp_path / bundle.REPORT_JSON).read_text())["sweep"] == []
+    report = json.loads((tmp_path / bundle.REPORT_JSON).read_text())
+    assert report["sweep"] == [] and report["params"]["permuted"]
+    assert "FINN folding for Pynq-Z2" in report["params"]["cycle_model"]

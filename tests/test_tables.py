@@ -10,20 +10,22 @@ def _importance(c=5, filters=(16, 8), seed=0):
 
 
 def test_every_subset_within_budget_at_group_granularity():
-    t = MaskTable.build(_importance(), k=2, budget=0.25, group_size=2, model_hash="h")
+    t = MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=[4, 2], model_hash="h")
     assert t.subsets.shape == (10, 2)
-    for masks in t.masks:
+    for masks, g in zip(t.masks, (4, 2)):
         kept = masks.sum(axis=1)
-        assert (kept == kept[0]).all() and kept[0] == keep_count(masks.shape[1], 0.25, 2) * 2
-        groups = masks.reshape(len(masks), -1, 2)
+        assert (kept == kept[0]).all() and kept[0] == keep_count(masks.shape[1], 0.25, g) * g
+        groups = masks.reshape(len(masks), -1, g)
         assert (groups.all(axis=2) == groups.any(axis=2)).all()  # whole groups only
+    with pytest.raises(TableError, match="1 group sizes for 2 layers"):
+        MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=[4], model_hash="h")
 
 
 def test_masks_follow_importance():
     imp = {"l": np.zeros((3, 3, 8))}
     imp["l"][0, 0, 5] = imp["l"][1, 1, 2] = 10.0
     imp["l"][2, 2, 7] = 1.0
-    t = MaskTable.build(imp, k=2, budget=0.25, group_size=1, model_hash="h")
+    t = MaskTable.build(imp, k=2, budget=0.25, group_sizes=1, model_hash="h")
     assert np.flatnonzero(t.masks_for((0, 1))[0]).tolist() == [2, 5]
     assert t.masks_for([1, 0])[0].tolist() == t.masks_for((0, 1))[0].tolist()
 
@@ -37,7 +39,7 @@ def test_contrast_mode_adds_pair_separation():
 
 
 def test_roundtrip_and_binding(tmp_path):
-    t = MaskTable.build(_importance(), k=2, budget=0.25, group_size=1, model_hash="abc")
+    t = MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=1, model_hash="abc")
     t.save(tmp_path / "t.npz")
     u = MaskTable.load(tmp_path / "t.npz", model_hash="abc", filters=[16, 8])
     assert all(np.array_equal(a, b) for a, b in zip(t.masks, u.masks))
@@ -54,7 +56,7 @@ def test_corrupt_missing_and_oversized_tables(tmp_path):
         MaskTable.load(tmp_path / "bad.npz")
     with pytest.raises(FileNotFoundError, match="dyfip tables"):
         MaskTable.load(tmp_path / "none.npz")
-    t = MaskTable.build(_importance(), k=2, budget=0.25, group_size=1, model_hash="h")
+    t = MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=1, model_hash="h")
     t.masks[0][3, :] = True  # over budget
     t.save(tmp_path / "big.npz")
     with pytest.raises(TableError, match="more than its budget"):
@@ -67,12 +69,12 @@ def test_corrupt_missing_and_oversized_tables(tmp_path):
 
 
 def test_unknown_class_and_bad_k():
-    t = MaskTable.build(_importance(), k=2, budget=0.5, group_size=1, model_hash="h")
+    t = MaskTable.build(_importance(), k=2, budget=0.5, group_sizes=1, model_hash="h")
     with pytest.raises(TableError, match=r"unknown class\(es\) \[7\]"):
         t.masks_for((1, 7))
     with pytest.raises(TableError, match="needs 2 distinct"):
         t.masks_for((1, 1))
     with pytest.raises(TableError, match="k=5"):
-        MaskTable.build(_importance(c=5), k=5, budget=0.5, group_size=1, model_hash="h")
+        MaskTable.build(_importance(c=5), k=5, budget=0.5, group_sizes=1, model_hash="h")
     with pytest.raises(TableError, match="group size 3"):
         select_mask(np.ones(8), 0.5, 3)

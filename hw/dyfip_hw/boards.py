@@ -12,18 +12,28 @@ KNOWN_PARTS = {"xc7z020clg400-1", "xck26-sfvc784-2LV-c", "xczu7ev-ffvc1156-2-e"}
 @dataclass(frozen=True)
 class Board:
     """A board file. ``folding`` maps layer names (``stage_b.0``, ``classifier`` ...) or FINN
-    node names to ``{"PE": p, "SIMD": s}``; layers not listed are folded for
-    ``target_cycles_per_frame``."""
+    node names to ``{"PE": p, "SIMD": s}``; filter-enable layers not listed are folded for
+    ``target_cycles_per_frame``, every other layer for ``fixed_target_cycles``.
+
+    The folding is latency-oriented: layers whose cost masks cannot cut (stage A, padding,
+    sliding windows, pooling, the classifier) get the lower target, so that the single-image
+    path is dominated by the layers DyFiP prunes. ``fixed_target_cycles=0`` uses
+    ``target_cycles_per_frame`` for all (FINN's throughput-balanced folding)."""
 
     name: str  # file stem, as given to ``dyfip build --board``
     board: str  # FINN's board name
     part: str
     clk_ns: float
     target_cycles_per_frame: int
+    fixed_target_cycles: int = 0
     mvau_wwidth_max: int = 36
     shell_flow: str = "vivado_zynq"
     folding: dict[str, dict[str, int]] = field(default_factory=dict)
     resources: dict[str, int] = field(default_factory=dict)  # LUT, BRAM_18K, URAM, DSP
+
+    @property
+    def fixed_target(self) -> int:
+        return self.fixed_target_cycles or self.target_cycles_per_frame
 
     @property
     def fmax_mhz(self) -> float:

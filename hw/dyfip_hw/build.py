@@ -21,6 +21,7 @@ import numpy as np
 
 from dyfip.bundle import CHECKPOINT, atomic_write_with, write_json, write_npz
 from dyfip.dataflow import FORMAT_VERSION, LAYERS_JSON, Accelerator
+from dyfip.model import model_hash
 
 from .boards import Board, load_board
 from .builder import BITSTREAM_STEPS, ESTIMATE_STEPS, BuildConfig, StageSpec, build_stage
@@ -73,6 +74,7 @@ def export_accelerator(model, graphs: dict, accel_dir: str | Path, board: Board)
         stages[name] = spec
     description = {
         "version": FORMAT_VERSION, "board": board.name, "part": board.part,
+        "model_hash": model_hash(model),
         "feature_scale": info.feature_scale, "feature_bits": info.feature_bits,
         "logit_scale": info.logit_scale, "input_scale": info.in_scale_a,
         "prunable_layers": list(model.prunable_layers),
@@ -127,6 +129,21 @@ def self_check(accel_dir: Path, graphs: dict, n: int = 4, seed: int = 0) -> int:
     return n
 
 
+def estimate_accelerators(model, out_dir: str | Path, board: Board | str, t0: float | None = None
+             ) -> tuple[dict, dict, BuildConfig]:
+    """Build, export (``out_dir/accel``), self-check and estimate; no bitstream steps.
+
+    Returns (estimates, {stage: folded graph}, build config). The folding depends only on
+    the network's shapes, so the estimates of an untuned model hold for its fine-tunes.
+    """
+    t0 = time.perf_counter() if t0 is None else t0
+    board_cfg = load_board(board) if isinstance(board, str) else board
+    graphs, cfg = build_accelerators(model, out_dir, board_cfg)
+    description = export_accelerator(model, graphs, Path(out_dir) / ACCEL, board_cfg)
+    self_check(Path(out_dir) / ACCEL, graphs)
+    return estimates_from(description, board_cfg, cfg, time.perf_counter() - t0), graphs, cfg
+
+
 def main(bundle_dir: str | Path, board: str = "Pynq-Z2", estimate: bool = True,
          bitstream: bool = False) -> dict:
     """Build the accelerators of a bundle; returns the estimates dict (also estimates.json).
@@ -143,10 +160,7 @@ def main(bundle_dir: str | Path, board: str = "Pynq-Z2", estimate: bool = True,
     model = load_checkpoint(bundle / CHECKPOINT) if (bundle / CHECKPOINT).exists() else None
     if model is None:
         raise FileNotFoundError(f"{bundle / CHECKPOINT} not found: run 'dyfip run' first")
-    graphs, cfg = build_accelerators(model, bundle, board_cfg)
-    description = export_accelerator(model, graphs, bundle / ACCEL, board_cfg)
-    self_check(bundle / ACCEL, graphs)
-    est = estimates_from(description, board_cfg, cfg, time.perf_counter() - t0)
+    est, graphs, cfg = estimate_accelerators(model, bundle, board_cfg, t0)
     est["bitstream"] = {"requested": bitstream, "vivado": list(SUPPORTED_VIVADO),
                         "missing_tools": missing_tools()}
     write_json(bundle / ESTIMATES, est)

@@ -180,9 +180,9 @@ def step_set_folding(model, spec, cfg):
     # masked layers first: SetFolding skips them, and would otherwise relax its target to
     # their unfolded cycles in its second pass
     model = model.transform(FoldMaskedLayers(cfg.board.target_cycles_per_frame, skip=fixed))
-    model = model.transform(SetFolding(cfg.board.target_cycles_per_frame,
+    model = model.transform(SetFolding(cfg.board.fixed_target,
                                        mvau_wwidth_max=cfg.board.mvau_wwidth_max,
-                                       two_pass_relaxation=True))
+                                       two_pass_relaxation=False))
     model = model.transform(ApplyFolding(names, cfg.board.folding))
     model = model.transform(MatchWindowSIMD())
     for name, node in layer_map(model, names).items():

@@ -5,8 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-STEP_COMMANDS = {"train": ("train",), "explain": ("explain",), "finetune": ("finetune",),
-                 "evaluate": ("evaluate",), "run": ("train", "explain", "finetune", "evaluate")}
+STEP_COMMANDS = {"train": ("train",), "explain": ("explain",), "fold": ("fold",),
+                 "finetune": ("finetune",), "evaluate": ("evaluate",),
+                 "run": ("train", "explain", "fold", "finetune", "evaluate", "build")}
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -19,10 +20,16 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int)
     p.add_argument("--tau", type=float)
     p.add_argument("--budget", type=float)
-    p.add_argument("--group-size", dest="group_size", type=int)
+    p.add_argument("--group-size", dest="group_size", type=int,
+                   help="mask granularity in filters (default 0: the PE of the folding)")
+    p.add_argument("--board", help="board whose FINN folding sets cycles and mask groups "
+                   "(Pynq-Z2, KV260, ZCU104; 'none': default folding, no FINN)")
+    p.add_argument("--no-permute", dest="permute", action="store_const", const=False)
     p.add_argument("--xai-method", dest="xai_method")
     p.add_argument("--importance-mode", dest="importance_mode", choices=["class", "contrast"])
     p.add_argument("--no-sweep", action="store_true", help="evaluate only the main point")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test sizes (few epochs, one sweep point): seconds, not minutes")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,12 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import Pipeline, load_config
 
         overrides = {k: v for k, v in vars(args).items()
-                     if k not in ("command", "out", "no_sweep")}
-        config = load_config(args.out, overrides, fresh=args.command in ("run", "train"))
+                     if k not in ("command", "out", "no_sweep", "quick")}
+        config = load_config(args.out, overrides, fresh=args.command in ("run", "train"),
+                             quick=args.quick)
         if args.no_sweep:
             config = config.replace(sweep_tau=(), sweep_k=(), sweep_budget=())
-        report = Pipeline(config, args.out).run(STEP_COMMANDS[args.command])
-        if report:
+        Pipeline(config, args.out).run(STEP_COMMANDS[args.command])
+        if "evaluate" in STEP_COMMANDS[args.command]:
+            from .bundle import read_json
+            report = read_json(args.out / "report.json")
             from .report import LABELS
             for m in ("full", "early_exit", "static", "static_exit", "dyfip"):
                 r = report[m]

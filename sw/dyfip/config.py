@@ -43,7 +43,9 @@ class Config:
     k: int = 2
     tau: float = 0.9
     budget: float = 0.0625
-    group_size: int = 1
+    group_size: int = 0  # mask granularity; 0: the PE of each layer in the board's folding
+    board: str = "Pynq-Z2"  # FINN folding for cycles and mask groups ("none": default folding)
+    permute: bool = True  # cluster co-important filters into PE groups (function unchanged)
     xai_method: str = "grad_x_act"
     importance_mode: str = "class"  # "class" or "contrast" (see dyfip.tables)
     xai_samples_per_class: int = 64
@@ -89,10 +91,10 @@ class Config:
             raise ValueError(f"tau={self.tau} must be in (0, 1]")
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget={self.budget} must be in (0, 1]")
-        if self.group_size < 1:
-            raise ValueError(f"group_size={self.group_size} must be >= 1")
+        if self.group_size < 0:
+            raise ValueError(f"group_size={self.group_size} must be >= 0 (0: the layer's PE)")
         for spec in self.stage_b:
-            if spec.out_channels % self.group_size:
+            if self.group_size and spec.out_channels % self.group_size:
                 raise ValueError(
                     f"group_size={self.group_size} does not divide a stage-B layer of "
                     f"{spec.out_channels} filters")
@@ -105,9 +107,9 @@ PRESETS: dict[str, Config] = {
         # stage A is ~10% of the MACs (DESIGN.md's prototype net)
         stage_a=(ConvSpec(16, pool=True), ConvSpec(32)),
         stage_b=(ConvSpec(64, pool=True), ConvSpec(64), ConvSpec(128, pool=True)),
-        epochs=8, batch_size=128, lr=3e-3, finetune_epochs=4,
+        epochs=10, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
         budget=0.25, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,
-        sweep_tau=(0.8, 0.9, 0.95), sweep_k=(2, 3), sweep_budget=(0.125, 0.25, 0.5),
+        sweep_tau=(0.8, 0.9, 0.95, 0.99), sweep_k=(2,), sweep_budget=(0.125, 0.25),
     ),
     "cifar10": Config(
         dataset="cifar10",
@@ -122,11 +124,21 @@ PRESETS: dict[str, Config] = {
 }
 
 
-def preset(dataset: str, **overrides: Any) -> Config:
-    """The preset for ``dataset`` with ``overrides`` applied (None values are ignored)."""
+# A smoke test of the whole flow in seconds (tests, CI, notebooks on tiny settings); tau is
+# low so that an undertrained branch still takes the early-exit path.
+QUICK: dict[str, Any] = dict(epochs=4, finetune_epochs=2, sweep_finetune_epochs=1,
+                             xai_samples_per_class=16, tau=0.5, sweep_tau=(0.8,), sweep_k=(2,),
+                             sweep_budget=(0.25,))
+
+
+def preset(dataset: str, quick: bool = False, **overrides: Any) -> Config:
+    """The preset for ``dataset`` (``quick``: smoke-test sizes) with ``overrides`` applied
+    (None values are ignored)."""
     if dataset not in PRESETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[dataset].replace(**{k: v for k, v in overrides.items() if v is not None})
+    changes = {**(QUICK if quick else {}),
+               **{k: v for k, v in overrides.items() if v is not None}}
+    return PRESETS[dataset].replace(**changes)
 
 
 __all__ = ["Config", "ConvSpec", "PRESETS", "preset", "field"]

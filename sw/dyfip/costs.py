@@ -1,7 +1,9 @@
 """MACs and modelled cycles of every decision path (numpy only).
 
-A network is a list of :class:`LayerGeometry` (matrix-vector layers in order); stage-B masks
-switch off filters of a layer and, with them, the input channels of the next layer.
+MACs come from the network's :class:`LayerGeometry`; cycles from a stage description in the
+format of ``estimates.json`` (one dict per layer: op, MH, MW, PE, SIMD, KK, pixels, cycles),
+either the FINN build's own folding or a default folding when no build is at hand. Both are
+evaluated by :func:`dyfip.dataflow.stage_cycles`, the accelerator's cycle model.
 """
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels import Folding, masked_mvau_cycles
+from .dataflow import stage_cycles
+from .kernels import Folding
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,18 @@ def default_folding(layer: LayerGeometry, pe_cap: int, simd_cap: int) -> Folding
                    simd=largest_divisor_at_most(layer.in_channels, simd_cap), kk=layer.kk)
 
 
+def describe_layers(layers: list[LayerGeometry], pe_cap: int, simd_cap: int) -> dict:
+    """A stage description (estimates.json format) of ``layers`` under a default folding."""
+    out = []
+    for g in layers:
+        f = default_folding(g, pe_cap, simd_cap)
+        out.append({"layer": g.name, "op": "MaskedMVAU" if g.prunable else "MVAU",
+                    "MH": f.mh, "MW": f.mw, "PE": f.pe, "SIMD": f.simd, "KK": f.kk,
+                    "pixels": g.out_pixels,
+                    "cycles": g.out_pixels * f.neuron_folds * f.synapse_folds})
+    return {"layers": out}
+
+
 @dataclass(frozen=True)
 class PathCost:
     macs: int
@@ -50,41 +65,63 @@ class PathCost:
 
 
 class CostModel:
-    """Cost of stage A, the branch and stage B under any masks, for one folding."""
+    """Cost of stage A, the branch and stage B under any masks."""
 
-    def __init__(self, geometry: list[LayerGeometry], foldings: dict[str, Folding]):
+    def __init__(self, geometry: list[LayerGeometry], stages: dict[str, dict], source: str):
+        missing = {"stage_a", "branch", "stage_b"} - set(stages)
+        if missing:
+            raise ValueError(f"cost model needs stage descriptions for {sorted(missing)}")
         self.geometry = geometry
-        self.foldings = foldings
-        self.prunable = [g for g in geometry if g.prunable]
+        self.stages = stages
+        self.source = source  # where the folding comes from, for reports
 
     @classmethod
-    def with_default_folding(cls, geometry: list[LayerGeometry], pe_cap: int, simd_cap: int
-                             ) -> "CostModel":
-        return cls(geometry, {g.name: default_folding(g, pe_cap, simd_cap) for g in geometry})
+    def from_folding(cls, geometry: list[LayerGeometry], pe_cap: int, simd_cap: int,
+                     estimates: dict | None = None) -> "CostModel":
+        """Stages A and B from a FINN build's ``estimates`` when given, else default folding;
+        the branch (on the host) always at the default folding, as if it were on the FPGA."""
+        by_stage = {s: [g for g in geometry if g.stage == s] for s in ("a", "branch", "b")}
+        stages = {"branch": describe_layers(by_stage["branch"], pe_cap, simd_cap)}
+        if estimates is not None:
+            stages.update(stage_a=estimates["stages"]["stage_a"],
+                          stage_b=estimates["stages"]["stage_b"])
+            source = f"FINN folding for {estimates.get('board', '?')}"
+        else:
+            stages.update(stage_a=describe_layers(by_stage["a"], pe_cap, simd_cap),
+                          stage_b=describe_layers(by_stage["b"], pe_cap, simd_cap))
+            source = f"default folding PE<={pe_cap}, SIMD<={simd_cap}"
+        return cls(geometry, stages, source)
 
-    def _stage(self, stage: str) -> PathCost:
-        layers = [g for g in self.geometry if g.stage == stage]
-        return PathCost(sum(g.macs() for g in layers),
-                        sum(masked_mvau_cycles(self.foldings[g.name], pixels=g.out_pixels)
-                            for g in layers))
+    def _full(self, stage: str, key: str) -> PathCost:
+        return PathCost(sum(g.macs() for g in self.geometry if g.stage == stage),
+                        stage_cycles(self.stages[key]))
 
     @property
     def stage_a(self) -> PathCost:
-        return self._stage("a")
+        return self._full("a", "stage_a")
 
     @property
     def branch(self) -> PathCost:
-        return self._stage("branch")
+        return self._full("branch", "branch")
+
+    @property
+    def group_sizes(self) -> list[int]:
+        """Mask granularity: the PE of every prunable layer."""
+        return [la["PE"] for la in self.stages["stage_b"]["layers"] if la["op"] == "MaskedMVAU"]
 
     def stage_b(self, masks: list[np.ndarray] | None = None) -> PathCost:
-        """Stage B (and head) with one bool mask per prunable layer (None: all enabled)."""
-        if masks is not None and len(masks) != len(self.prunable):
-            raise ValueError(f"expected {len(self.prunable)} layer masks, got {len(masks)}")
-        macs = cycles = 0
+        """Stage B (and head) with one bool mask per prunable layer (None: all enabled).
+
+        MACs count only enabled filters and enabled input channels (ideal compute); cycles
+        follow the accelerator, which skips folds only in its filter-enable layers.
+        """
+        n_prunable = sum(g.prunable for g in self.geometry)
+        if masks is not None and len(masks) != n_prunable:
+            raise ValueError(f"expected {n_prunable} layer masks, got {len(masks)}")
+        macs = 0
         channels_on = None
         it = iter(masks) if masks is not None else None
         for g in (g for g in self.geometry if g.stage == "b"):
-            fold = self.foldings[g.name]
             filters_on = None
             if g.prunable and it is not None:
                 filters_on = np.asarray(next(it), dtype=bool)
@@ -93,6 +130,5 @@ class CostModel:
                                      f"{g.out_channels} filters")
             macs += g.macs(None if filters_on is None else int(filters_on.sum()),
                            None if channels_on is None else int(channels_on.sum()))
-            cycles += masked_mvau_cycles(fold, filters_on, channels_on, g.out_pixels)
             channels_on = filters_on
-        return PathCost(macs, cycles)
+        return PathCost(macs, stage_cycles(self.stages["stage_b"], masks))

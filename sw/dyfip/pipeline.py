@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +30,8 @@ console = Console(stderr=True)
 BASE = "base.pt"
 MODEL = "model.pt"  # the deployed DyFiP network: stage A + branch + fine-tuned stage B
 BASELINE = "baseline_{}.pt"
+FOLDING = "folding.json"  # the FINN estimate of the base network: folding and cycles
+PERMUTATION = "permutation.json"
 
 
 @dataclass
@@ -58,9 +61,19 @@ class Pipeline:
             raise FileNotFoundError(f"{p} not found: run the step that writes it first")
         return load_checkpoint(p)
 
+    def folding(self) -> dict | None:
+        """The FINN estimate written by :meth:`fold`; None when the run uses no board."""
+        if self.config.board == "none":
+            return None
+        p = self.path(FOLDING)
+        if not p.exists():
+            raise FileNotFoundError(f"{p} not found: run 'dyfip fold' first")
+        return bundle.read_json(p)
+
     def cost_model(self, model: DyFiPNet) -> CostModel:
-        return CostModel.with_default_folding(model.geometry, self.config.default_pe,
-                                              self.config.default_simd)
+        c = self.config
+        return CostModel.from_folding(model.geometry, c.default_pe, c.default_simd,
+                                      self.folding())
 
     # -- steps -----------------------------------------------------------------------------
     def train(self) -> None:
@@ -86,9 +99,36 @@ class Pipeline:
         with np.load(p) as z:
             return {k: z[k] for k in z.files}
 
-    def table(self, k: int, budget: float, model_hash_: str) -> MaskTable:
+    def fold(self) -> None:
+        """Fold the base network for the board (FINN estimate build): mask groups = PE; then
+        permute filters so co-important ones share a group (the function is unchanged)."""
         c = self.config
-        return MaskTable.build(self.importance(), k, budget, c.group_size, model_hash_,
+        if c.board == "none":
+            return
+        from dyfip_hw.build import estimate_accelerators
+        from dyfip_hw.permute import apply_permutation, fold_gain
+
+        base = self.load(BASE)
+        with tempfile.TemporaryDirectory(prefix="dyfip-fold-") as tmp:
+            est, _, _ = estimate_accelerators(base, tmp, c.board)
+        bundle.write_json(self.path(FOLDING), est)
+        if not c.permute:
+            return
+        imp = self.importance()
+        before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
+        base, imp, perms = apply_permutation(base, imp, est["group_size"])
+        after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
+        save_checkpoint(base, self.path(BASE))
+        bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
+        bundle.write_json(self.path(PERMUTATION), {
+            "perms": {k: v.tolist() for k, v in perms.items()},
+            "unpermuted": before, "permuted": after})
+
+    def table(self, model: DyFiPNet, k: int, budget: float) -> MaskTable:
+        """Masks for every k-subset at ``budget``, bound to ``model``'s weights."""
+        c = self.config
+        groups = c.group_size or self.cost_model(model).group_sizes
+        return MaskTable.build(self.importance(), k, budget, groups, model_hash(model),
                                c.importance_mode)
 
     def finetune_all(self, base: DyFiPNet, budget: float, k: int, epochs: int,
@@ -96,7 +136,7 @@ class Pipeline:
                      ) -> tuple[MaskTable, dict[str, DyFiPNet]]:
         """Fine-tune stage B for each pruned method at ``budget``, same effort for each."""
         c = self.config
-        table = self.table(k, budget, model_hash(base))
+        table = self.table(base, k, budget)
         policies: dict[str, Callable] = {"static": static_policy(table, None),
                                          "static_exit": static_policy(table, k),
                                          "dyfip": dynamic_policy(table, k)}
@@ -132,7 +172,9 @@ class Pipeline:
         write_reference(deployed, table, self.data, c, self.path(bundle.REFERENCE))
         report = {m: main[m] for m in METHODS}
         report["params"] = {"dataset": c.dataset, "k": c.k, "tau": c.tau, "budget": c.budget,
-                            "seed": c.seed, "group_size": c.group_size,
+                            "seed": c.seed, "group_sizes": table.group_sizes,
+                            "board": c.board, "cycle_model": cost.source,
+                            "permuted": c.permute and c.board != "none",
                             "xai_method": c.xai_method, "importance_mode": c.importance_mode,
                             "finetune_epochs": c.finetune_epochs, "epochs": c.epochs,
                             "weight_bits": c.weight_bits, "act_bits": c.act_bits}
@@ -147,7 +189,9 @@ class Pipeline:
     def sweep(self, models: Models, cost: CostModel, full: dict) -> list[dict]:
         """Every (budget, k, tau) of the config; stage B fine-tuned once per (budget, k)."""
         c = self.config
-        points = []
+        points: list[dict] = []
+        if not (c.sweep_budget or c.sweep_k or c.sweep_tau):
+            return points
         grid = itertools.product(sorted(set(c.sweep_budget) | {c.budget}),
                                  sorted(k for k in set(c.sweep_k) | {c.k}
                                         if k < models.base.num_classes))
@@ -160,7 +204,7 @@ class Pipeline:
                 _, tuned = self.finetune_all(models.base, budget, k, epochs,
                                              ("static_exit", "dyfip"))
             ms = Models(models.base, models.static, tuned["static_exit"], tuned["dyfip"])
-            table = self.table(k, budget, "")
+            table = self.table(models.base, k, budget)
             for tau in sorted(set(c.sweep_tau) | {c.tau}):
                 r = evaluate_point(ms, table, self.data.test, k, tau, cost,
                                    ("early_exit", "static_exit", "dyfip"))
@@ -169,17 +213,26 @@ class Pipeline:
                                **with_ratios(r)})
         return points
 
-    STEPS = ("train", "explain", "finetune", "evaluate")
+    def build(self) -> None:
+        """The accelerator of the deployed network (estimates.json, accel/) for the board."""
+        if self.config.board == "none":
+            return
+        from dyfip_hw.build import main as build_main
+
+        build_main(self.out, self.config.board, estimate=True)
+
+    STEPS = ("train", "explain", "fold", "finetune", "evaluate", "build")
 
     def run(self, steps=STEPS) -> dict | None:
-        result = None
+        """Run ``steps`` in order; returns the report when ``evaluate`` is among them."""
+        report = None
         for step in steps:
             console.print(f"[bold]dyfip {step}[/] -> {self.out}")
             t0 = time.perf_counter()
             result = getattr(self, step)()
+            report = result if step == "evaluate" else report
             self.timings[step] = round(time.perf_counter() - t0, 2)
-        return result
-
+        return report
 
 def write_branch(model: DyFiPNet, path: Path) -> None:
     """The coarse branch as numpy arrays for the host driver (no torch on the board)."""
@@ -190,7 +243,8 @@ def write_branch(model: DyFiPNet, path: Path) -> None:
                          bias=linear.bias.double().numpy(),
                          feature_scale=np.float64(act.act_quant.scale().item()),
                          feature_shape=np.array(model.feature_shape),
-                         pool=np.int64(model.config.branch_pool))
+                         pool=np.int64(model.config.branch_pool),
+                         model_hash=np.array(model_hash(model)))
 
 
 def write_reference(model: DyFiPNet, table: MaskTable, data: Dataset, config: Config,
@@ -201,17 +255,19 @@ def write_reference(model: DyFiPNet, table: MaskTable, data: Dataset, config: Co
     p = dyfip_predict(model, data.test.images, table, config.k, config.tau)
     bundle.write_npz(path, images=data.test.images, labels=data.test.labels,
                      classes=p.classes, exited=p.exited, subsets=p.decision.subsets,
-                     k=np.int64(config.k), tau=np.float64(config.tau))
+                     confidence=p.decision.confidence, k=np.int64(config.k),
+                     tau=np.float64(config.tau), model_hash=np.array(model_hash(model)))
 
 
-def load_config(out: Path, overrides: dict, fresh: bool) -> Config:
-    """The dataset preset (``fresh``) or the bundle's config.json, with ``overrides``."""
+def load_config(out: Path, overrides: dict, fresh: bool, quick: bool = False) -> Config:
+    """The dataset preset (``fresh``; ``quick``: smoke-test sizes) or the bundle's
+    config.json, with ``overrides``."""
     from .config import preset
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     p = Path(out) / bundle.CONFIG
     if fresh or not p.exists():
-        return preset(overrides.pop("dataset", "digits"), **overrides)
+        return preset(overrides.pop("dataset", "digits"), quick, **overrides)
     config = Config.from_dict(json.loads(p.read_text()))
     if overrides.get("dataset", config.dataset) != config.dataset:
         raise ValueError(f"bundle {out} holds a {config.dataset} run, not "

@@ -21,12 +21,12 @@ def write_report(report: dict, path: str | Path) -> None:
     d = report["dyfip"]
     lines = [
         f"# DyFiP report: {p['dataset']} (seed {p['seed']})", "",
-        f"k={p['k']}, tau={p['tau']}, budget={p['budget']}, group size {p['group_size']}, "
+        f"k={p['k']}, tau={p['tau']}, budget={p['budget']}, mask groups {p['group_sizes']}, "
         f"{p['weight_bits']}-bit weights / {p['act_bits']}-bit activations, importance "
         f"{p['xai_method']} ({p['importance_mode']}), {p['finetune_epochs']} fine-tuning epochs "
         f"per pruned method; {report['test_images']} test images.", "",
-        "Costs are ratios to the full network in the same run (MACs, and cycles of the default "
-        "folding's cost model).", "",
+        f"Costs are ratios to the full network in the same run: MACs, and modelled cycles of "
+        f"the {p['cycle_model']} (stage-B filter-enable layers skip disabled folds).", "",
         "| method | accuracy | MACs avg | MACs worst | cycles avg | cycles worst | exit rate |",
         "|---|---|---|---|---|---|---|",
         *[_row(m, report[m]) for m in ("full", "early_exit", "static", "static_exit", "dyfip")],

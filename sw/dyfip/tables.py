@@ -1,7 +1,8 @@
 """Filter-enable tables: per class subset S, one keep-mask per prunable layer.
 
 Each mask keeps at most ``budget * F_l`` filters of layer l, chosen in groups of
-``group_size`` consecutive filters, so the worst case over all S is bounded by construction.
+``group_sizes[l]`` consecutive filters (the layer's PE: one neuron fold of the accelerator),
+so the worst case over all S is bounded by construction.
 numpy only: the board driver loads tables with this module.
 """
 from __future__ import annotations
@@ -74,7 +75,7 @@ class MaskTable:
     masks: list[np.ndarray]  # per layer: bool (n, F_l)
     static_masks: list[np.ndarray]  # per layer: bool (F_l,)
     budget: float
-    group_size: int
+    group_sizes: list[int]  # per layer
     model_hash: str
     mode: str = "class"
     version: int = TABLE_VERSION
@@ -97,21 +98,26 @@ class MaskTable:
     # -- building ------------------------------------------------------------------------
     @classmethod
     def build(cls, importance: dict[str, np.ndarray], k: int, budget: float,
-              group_size: int, model_hash: str, mode: str = "class") -> "MaskTable":
+              group_sizes: list[int] | int, model_hash: str, mode: str = "class"
+              ) -> "MaskTable":
         """Tables from per-layer attributions ``importance[name]`` of shape (C, C, F)."""
         names = list(importance)
+        if isinstance(group_sizes, int):
+            group_sizes = [group_sizes] * len(names)
+        if len(group_sizes) != len(names):
+            raise TableError(f"{len(group_sizes)} group sizes for {len(names)} layers")
         num_classes = importance[names[0]].shape[0]
         if not 1 <= k < num_classes:
             raise TableError(f"k={k} must be in 1..{num_classes - 1} for {num_classes} classes")
         subsets = np.array(list(itertools.combinations(range(num_classes), k)), dtype=np.int64)
         masks, static = [], []
-        for name in names:
+        for name, group in zip(names, group_sizes):
             imp = importance[name]
-            masks.append(np.stack([select_mask(subset_scores(imp, s, mode), budget, group_size)
+            masks.append(np.stack([select_mask(subset_scores(imp, s, mode), budget, group)
                                    for s in subsets]))
             static.append(select_mask(subset_scores(imp, range(num_classes), mode), budget,
-                                      group_size))
-        return cls(names, subsets, masks, static, budget, group_size, model_hash, mode)
+                                      group))
+        return cls(names, subsets, masks, static, budget, list(group_sizes), model_hash, mode)
 
     # -- lookup --------------------------------------------------------------------------
     def index_of(self, subset) -> int:
@@ -141,7 +147,8 @@ class MaskTable:
         arrays.update({f"static_{i}": m for i, m in enumerate(self.static_masks)})
         write_npz(path, version=np.int64(self.version), layer_names=np.array(self.layer_names),
                   subsets=self.subsets, budget=np.float64(self.budget),
-                  group_size=np.int64(self.group_size), model_hash=np.array(self.model_hash),
+                  group_sizes=np.array(self.group_sizes, dtype=np.int64),
+                  model_hash=np.array(self.model_hash),
                   mode=np.array(self.mode), **arrays)
 
     @classmethod
@@ -162,7 +169,8 @@ class MaskTable:
             table = cls(names, data["subsets"].astype(np.int64),
                         [data[f"masks_{i}"].astype(bool) for i in range(len(names))],
                         [data[f"static_{i}"].astype(bool) for i in range(len(names))],
-                        float(data["budget"]), int(data["group_size"]), str(data["model_hash"]),
+                        float(data["budget"]), [int(g) for g in data["group_sizes"]],
+                        str(data["model_hash"]),
                         str(data["mode"]), version)
         except KeyError as exc:
             raise TableError(f"table file {path} is missing field {exc}") from exc
@@ -182,11 +190,16 @@ class MaskTable:
         n, k = self.subsets.shape
         if len(set(self._index)) != n or np.any(np.diff(self.subsets, axis=1) <= 0):
             raise TableError(f"{source}: subsets are not distinct sorted class sets")
-        for name, m, s in zip(self.layer_names, self.masks, self.static_masks):
+        if len(self.group_sizes) != len(self.layer_names) or len(self.masks) != len(
+                self.layer_names):
+            raise TableError(f"{source}: {len(self.layer_names)} layers but "
+                             f"{len(self.masks)} masks and {len(self.group_sizes)} group sizes")
+        for name, m, s, g in zip(self.layer_names, self.masks, self.static_masks,
+                                 self.group_sizes):
             if m.ndim != 2 or m.shape[0] != n or s.shape != m.shape[1:]:
                 raise TableError(f"{source}: layer {name} masks have shape {m.shape} / "
                                  f"{s.shape}, expected ({n}, F) / (F,)")
-            limit = keep_count(m.shape[1], self.budget, self.group_size) * self.group_size
+            limit = keep_count(m.shape[1], self.budget, g) * g
             if m.sum(axis=1).max() > limit or s.sum() > limit:
                 raise TableError(f"{source}: layer {name} keeps more than its budget of "
                                  f"{limit} filters")
