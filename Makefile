@@ -14,7 +14,7 @@ BUNDLE ?= $(DEMO_DIR)
 PYTEST_ARGS ?=
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all env board-env demo bench test test-host test-board hil estimate bitstream \
+.PHONY: all env board-env demo bench bench-seeds test test-host test-board hil estimate bitstream \
         deploy lint-rtl clean fashion-mnist
 
 all: demo
@@ -51,6 +51,11 @@ bench: env fashion-mnist
 	$(VENV)/bin/dyfip run --dataset fashion-mnist --seed $(SEED) --out $(BENCH_DIR) \
 	  $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
+SEEDS ?= 0 1 2
+bench-seeds: env fashion-mnist
+	for s in $(SEEDS); do $(MAKE) --no-print-directory bench SEED=$$s BENCH_DIR=build/bench-seed$$s || exit 1; done
+	$(VENV)/bin/dyfip aggregate $(foreach s,$(SEEDS),build/bench-seed$(s)/report.json) --out build/bench-seeds.json
+
 # ---- tests --------------------------------------------------------------------------
 # One quick bundle (the whole flow on digits at smoke-test sizes, accelerator included),
 # built with the host CLI and shared by the host and board tests.
@@ -63,13 +68,13 @@ $(TEST_BUNDLE)/.stamp: $(VENV)/.stamp $(shell find sw hw -name '*.py' -o -name '
 test: test-host test-board
 
 test-host: env board-env $(TEST_BUNDLE)/.stamp
-	DYFIP_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest tests -m "not board_env" $(PYTEST_ARGS)
+	DYFIP_TEST_BUNDLE=$(abspath $(TEST_BUNDLE)) $(PY) -m pytest tests -m "not board_env" $(PYTEST_ARGS)
 
 test-board: env board-env $(TEST_BUNDLE)/.stamp
-	DYFIP_TEST_BUNDLE=$(TEST_BUNDLE) $(BPY) -m pytest tests -m "board_env" $(PYTEST_ARGS)
+	DYFIP_TEST_BUNDLE=$(abspath $(TEST_BUNDLE)) $(BPY) -m pytest tests -m "board_env" $(PYTEST_ARGS)
 
 hil: env board-env $(TEST_BUNDLE)/.stamp
-	DYFIP_TEST_BUNDLE=$(or $(HIL_BUNDLE),$(TEST_BUNDLE)) $(BPY) -m pytest tests -m "hil" $(PYTEST_ARGS)
+	DYFIP_TEST_BUNDLE=$(abspath $(or $(HIL_BUNDLE),$(TEST_BUNDLE))) $(BPY) -m pytest tests -m "hil" $(PYTEST_ARGS)
 
 # ---- accelerator ----------------------------------------------------------------------
 estimate: env

@@ -49,12 +49,16 @@ def stage_specs(model, paths: dict[str, Path]) -> list[StageSpec]:
 
 
 def build_accelerators(model, out_dir: str | Path, board: Board | str,
-                       steps: list[str] | None = None) -> tuple[dict, BuildConfig]:
-    """Export and build both stages into ``out_dir``; returns ({stage: model}, config)."""
+                       steps: list[str] | None = None, mask_keep: float | None = None
+                       ) -> tuple[dict, BuildConfig]:
+    """Export and build both stages into ``out_dir``; returns ({stage: model}, config).
+
+    ``mask_keep`` (default: the model's table budget) steers the filter-enable folding."""
     board = load_board(board) if isinstance(board, str) else board
     out_dir = Path(out_dir)
     paths = export_stages(model, out_dir / ACCEL)
-    cfg = BuildConfig(board=board, out_dir=out_dir / WORK, steps=list(steps or ESTIMATE_STEPS))
+    cfg = BuildConfig(board=board, out_dir=out_dir / WORK, steps=list(steps or ESTIMATE_STEPS),
+                      mask_keep=model.config.budget if mask_keep is None else mask_keep)
     graphs = {spec.name: build_stage(spec, cfg) for spec in stage_specs(model, paths)}
     return graphs, cfg
 
@@ -129,8 +133,9 @@ def self_check(accel_dir: Path, graphs: dict, n: int = 4, seed: int = 0) -> int:
     return n
 
 
-def estimate_accelerators(model, out_dir: str | Path, board: Board | str, t0: float | None = None
-             ) -> tuple[dict, dict, BuildConfig]:
+def estimate_accelerators(model, out_dir: str | Path, board: Board | str,
+                          t0: float | None = None, mask_keep: float | None = None
+                          ) -> tuple[dict, dict, BuildConfig]:
     """Build, export (``out_dir/accel``), self-check and estimate; no bitstream steps.
 
     Returns (estimates, {stage: folded graph}, build config). The folding depends only on
@@ -138,7 +143,7 @@ def estimate_accelerators(model, out_dir: str | Path, board: Board | str, t0: fl
     """
     t0 = time.perf_counter() if t0 is None else t0
     board_cfg = load_board(board) if isinstance(board, str) else board
-    graphs, cfg = build_accelerators(model, out_dir, board_cfg)
+    graphs, cfg = build_accelerators(model, out_dir, board_cfg, mask_keep=mask_keep)
     description = export_accelerator(model, graphs, Path(out_dir) / ACCEL, board_cfg)
     self_check(Path(out_dir) / ACCEL, graphs)
     return estimates_from(description, board_cfg, cfg, time.perf_counter() - t0), graphs, cfg

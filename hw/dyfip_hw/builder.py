@@ -80,6 +80,7 @@ class BuildConfig:
     board: Board
     out_dir: Path
     steps: list[str] = field(default_factory=lambda: list(ESTIMATE_STEPS))
+    mask_keep: float = 0.125  # typical kept fraction of filters: the tables' budget
     save_intermediate: bool = False
     log: list[dict] = field(default_factory=list)  # filled: step, seconds
 
@@ -179,7 +180,8 @@ def step_set_folding(model, spec, cfg):
     fixed = set(cfg.board.folding)
     # masked layers first: SetFolding skips them, and would otherwise relax its target to
     # their unfolded cycles in its second pass
-    model = model.transform(FoldMaskedLayers(cfg.board.target_cycles_per_frame, skip=fixed))
+    model = model.transform(FoldMaskedLayers(cfg.board.target_cycles_per_frame, cfg.mask_keep,
+                                             skip=fixed))
     model = model.transform(SetFolding(cfg.board.fixed_target,
                                        mvau_wwidth_max=cfg.board.mvau_wwidth_max,
                                        two_pass_relaxation=False))

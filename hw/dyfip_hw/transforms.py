@@ -176,34 +176,51 @@ def check_folding(name: str, inst) -> None:
                                f"(valid: {divisors(width)})")
 
 
+def expected_masked_cycles(mh: int, ch: int, kk: int, pe: int, simd: int, keep: float,
+                           inputs_masked: bool) -> int:
+    """Per-pixel cycles of a MaskedMVAU at the table budget ``keep`` (whole PE groups kept,
+    co-important filters clustered by the permutation, so enabled lanes are contiguous)."""
+    from dyfip.kernels import Folding, masked_mvau_cycles
+    from dyfip.tables import keep_count
+
+    filters = np.arange(mh) < keep_count(mh, keep, pe) * pe
+    channels = (np.arange(ch) < max(1, int(np.ceil(keep * ch)))) if inputs_masked else None
+    return masked_mvau_cycles(Folding(mh, kk * ch, pe, simd, kk), filters, channels)
+
+
 class FoldMaskedLayers(Transformation):
-    """Cheapest (PE, SIMD) per MaskedMVAU with PE | MH, SIMD | CH and cycles <= target.
+    """(PE, SIMD) per MaskedMVAU with PE | MH, SIMD | CH and full cycles <= target.
 
     FINN's SetFolding does not know MaskedMVAU (and may pick a SIMD that divides MW but
-    not CH); among the foldings meeting the target we pick the fewest multipliers, then the
-    smallest PE: more, smaller filter groups are the finer pruning granularity.
+    not CH). Among the foldings meeting the target with the fewest multipliers, we pick the
+    one with the fewest cycles under a typical mask (``keep``: the tables' budget), then the
+    smallest PE: what the single-image latency of DyFiP's pruned path depends on.
     """
 
-    def __init__(self, target_cycles: int, skip: set[str] = frozenset()):
+    def __init__(self, target_cycles: int, keep: float = 0.125, skip: set[str] = frozenset()):
         super().__init__()
-        self.target, self.skip = target_cycles, skip
+        self.target, self.keep, self.skip = target_cycles, keep, skip
 
     def apply(self, model):
+        inputs_masked = False
         for node in model.graph.node:
             if base_op_type(node) != "MaskedMVAU":
                 continue
             inst = getCustomOp(node)
-            if inst.get_nodeattr("layerName") in self.skip or node.name in self.skip:
-                continue
             mh, ch, kk = inst.get_nodeattr("MH"), inst.channels, inst.get_nodeattr("KK")
-            pixels = inst.pixels()
-            options = [(pe * s, pe, pe, s) for pe in divisors(mh) for s in divisors(ch)
-                       if pixels * (mh // pe) * (kk * ch // s) <= self.target]
-            if not options:
-                options = [(mh * ch, mh, mh, ch)]
-            _, _, pe, simd = min(options)
-            inst.set_nodeattr("PE", pe)
-            inst.set_nodeattr("SIMD", simd)
+            if not (inst.get_nodeattr("layerName") in self.skip or node.name in self.skip):
+                pixels = inst.pixels()
+                options = [(pe, s) for pe in divisors(mh) for s in divisors(ch)
+                           if pixels * (mh // pe) * (kk * ch // s) <= self.target]
+                if not options:
+                    options = [(mh, ch)]
+                fewest = min(pe * s for pe, s in options)
+                pe, simd = min(((pe, s) for pe, s in options if pe * s == fewest),
+                               key=lambda o: (expected_masked_cycles(
+                                   mh, ch, kk, o[0], o[1], self.keep, inputs_masked), o[0]))
+                inst.set_nodeattr("PE", pe)
+                inst.set_nodeattr("SIMD", simd)
+            inputs_masked = True
         return model, False
 
 

@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--board", default="Pynq-Z2")
     b.add_argument("--estimate", action="store_true")
     b.add_argument("--bitstream", action="store_true")
+    g = sub.add_parser("aggregate", help="mean +- s.e. over several runs' report.json")
+    g.add_argument("reports", type=Path, nargs="+")
+    g.add_argument("--out", type=Path, help="write the summary JSON here")
     return ap
 
 
@@ -52,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             from dyfip_hw.build import main as build_main
             build_main(args.bundle, args.board, estimate=args.estimate or not args.bitstream,
                        bitstream=args.bitstream)
+            return 0
+        if args.command == "aggregate":
+            from .aggregate import main as aggregate_main
+            aggregate_main(args.reports, args.out)
             return 0
         from .pipeline import Pipeline, load_config
 

@@ -42,7 +42,7 @@ class Config:
     # decision rule and pruning
     k: int = 2
     tau: float = 0.9
-    budget: float = 0.0625
+    budget: float = 0.125
     group_size: int = 0  # mask granularity; 0: the PE of each layer in the board's folding
     board: str = "Pynq-Z2"  # FINN folding for cycles and mask groups ("none": default folding)
     permute: bool = True  # cluster co-important filters into PE groups (function unchanged)

@@ -77,7 +77,6 @@ class Pipeline:
 
     # -- steps -----------------------------------------------------------------------------
     def train(self) -> None:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         model = build_model(self.config, self.data.image_shape, self.data.num_classes)
         history = train_joint(model, self.data, self.config)
         save_checkpoint(model, self.path(BASE))
@@ -110,13 +109,14 @@ class Pipeline:
 
         base = self.load(BASE)
         with tempfile.TemporaryDirectory(prefix="dyfip-fold-") as tmp:
-            est, _, _ = estimate_accelerators(base, tmp, c.board)
+            est, _, _ = estimate_accelerators(base, tmp, c.board, mask_keep=c.budget)
         bundle.write_json(self.path(FOLDING), est)
         if not c.permute:
             return
         imp = self.importance()
         before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
         base, imp, perms = apply_permutation(base, imp, est["group_size"])
+        base.config = c  # the run's settings (budget) travel with the weights
         after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
         save_checkpoint(base, self.path(BASE))
         bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
@@ -150,6 +150,8 @@ class Pipeline:
         base = self.load(BASE)
         c = self.config
         table, tuned = self.finetune_all(base, c.budget, c.k, c.finetune_epochs)
+        for m in tuned.values():
+            m.config = c  # the run's settings (budget, k) travel with the weights
         for method in ("static", "static_exit"):
             save_checkpoint(tuned[method], self.path(BASELINE.format(method)))
         save_checkpoint(tuned["dyfip"], self.path(MODEL))
@@ -180,6 +182,11 @@ class Pipeline:
                             "weight_bits": c.weight_bits, "act_bits": c.act_bits}
         report["test_images"] = len(self.data.test)
         report["margin_vs_static_exit"] = main["dyfip"]["accuracy"] - main["static_exit"]["accuracy"]
+        if self.path(PERMUTATION).exists():
+            perm = bundle.read_json(self.path(PERMUTATION))
+            report["permutation"] = {k: {f: perm[k][f] for f in ("mean_enabled_folds",
+                                                                 "mean_stage_b_cycles")}
+                                     for k in ("unpermuted", "permuted")}
         report["sweep"] = sweep
         report["timings_s"] = self.timings
         bundle.write_json(self.path(bundle.REPORT_JSON), report)

@@ -26,7 +26,9 @@ def write_report(report: dict, path: str | Path) -> None:
         f"{p['xai_method']} ({p['importance_mode']}), {p['finetune_epochs']} fine-tuning epochs "
         f"per pruned method; {report['test_images']} test images.", "",
         f"Costs are ratios to the full network in the same run: MACs, and modelled cycles of "
-        f"the {p['cycle_model']} (stage-B filter-enable layers skip disabled folds).", "",
+        f"the {p['cycle_model']} (stage-B filter-enable layers skip disabled folds; the "
+        f"branch runs on the host: its MACs count, its time is the driver's host overhead).",
+        "",
         "| method | accuracy | MACs avg | MACs worst | cycles avg | cycles worst | exit rate |",
         "|---|---|---|---|---|---|---|",
         *[_row(m, report[m]) for m in ("full", "early_exit", "static", "static_exit", "dyfip")],

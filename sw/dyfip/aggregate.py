@@ -1,0 +1,58 @@
+"""Summarise several runs' report.json (e.g. seeds): mean and standard error per figure."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import write_json
+from .evaluate import METHODS
+
+FIELDS = ("accuracy", "macs_avg_ratio", "macs_worst_ratio", "cycles_avg_ratio",
+          "cycles_worst_ratio")
+
+
+def mean_se(values: list[float]) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    return {"mean": float(v.mean()), "se": se, "values": v.tolist()}
+
+
+def aggregate(reports: list[Path]) -> dict:
+    """Mean and standard error over runs of every method's figures and DyFiP's margin."""
+    if not reports:
+        raise ValueError("no report.json given")
+    runs = [json.loads(Path(p).read_text()) for p in reports]
+    datasets = {r["params"]["dataset"] for r in runs}
+    if len(datasets) != 1:
+        raise ValueError(f"reports mix data sets {sorted(datasets)}")
+    out = {"runs": [str(p) for p in reports], "seeds": [r["params"]["seed"] for r in runs],
+           "dataset": datasets.pop()}
+    for m in METHODS:
+        out[m] = {f: mean_se([r[m][f] for r in runs]) for f in FIELDS}
+    out["margin_vs_static_exit"] = mean_se([r["margin_vs_static_exit"] for r in runs])
+    out["gap_to_full"] = mean_se([r["full"]["accuracy"] - r["dyfip"]["accuracy"] for r in runs])
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{summary['dataset']}: {len(summary['runs'])} runs, seeds {summary['seeds']}",
+             f"{'method':12s} {'accuracy':>17s} {'cycles avg':>11s} {'cycles worst':>13s}"]
+    for m in METHODS:
+        a, ca, cw = (summary[m][f] for f in ("accuracy", "cycles_avg_ratio",
+                                              "cycles_worst_ratio"))
+        lines.append(f"{m:12s} {a['mean']:.4f} +- {a['se']:.4f} {ca['mean']:11.3f} "
+                     f"{cw['mean']:13.3f}")
+    g, d = summary["margin_vs_static_exit"], summary["gap_to_full"]
+    lines.append(f"DyFiP - static_exit: {100 * g['mean']:+.2f} +- {100 * g['se']:.2f} points; "
+                 f"full - DyFiP: {100 * d['mean']:.2f} +- {100 * d['se']:.2f} points")
+    return "\n".join(lines)
+
+
+def main(reports: list[Path], out: Path | None) -> dict:
+    summary = aggregate(reports)
+    if out is not None:
+        write_json(out, summary)
+    print(format_summary(summary))
+    return summary

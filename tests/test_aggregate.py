@@ -1,0 +1,35 @@
+import json
+
+import pytest
+
+from dyfip.aggregate import aggregate, format_summary
+from dyfip.evaluate import METHODS
+
+
+def _report(path, seed, dy, se):
+    r = {m: {"accuracy": 0.9, "macs_avg_ratio": 1.0, "macs_worst_ratio": 1.0,
+             "cycles_avg_ratio": 1.0, "cycles_worst_ratio": 1.0} for m in METHODS}
+    r["dyfip"]["accuracy"], r["static_exit"]["accuracy"] = dy, se
+    r["margin_vs_static_exit"] = dy - se
+    r["params"] = {"seed": seed, "dataset": "digits"}
+    path.write_text(json.dumps(r))
+    return path
+
+
+def test_mean_and_standard_error(tmp_path):
+    paths = [_report(tmp_path / f"r{s}.json", s, 0.91 + 0.01 * s, 0.90) for s in range(3)]
+    out = aggregate(paths)
+    assert out["seeds"] == [0, 1, 2]
+    assert out["margin_vs_static_exit"]["mean"] == pytest.approx(0.02)
+    assert out["margin_vs_static_exit"]["se"] == pytest.approx(0.01 / 3 ** 0.5)
+    assert "+2.00" in format_summary(out)
+
+
+def test_mixed_datasets_rejected(tmp_path):
+    a = _report(tmp_path / "a.json", 0, 0.9, 0.9)
+    b = tmp_path / "b.json"
+    data = json.loads(a.read_text())
+    data["params"]["dataset"] = "fashion-mnist"
+    b.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="mix data sets"):
+        aggregate([a, b])
