@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BPY := $(BOARD_VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 SEED ?= 0
-BOARD ?= Pynq-Z2
+BOARD ?=
 DEMO_DIR ?= build/demo
 BENCH_DIR ?= build/bench
 BUNDLE ?= $(DEMO_DIR)
@@ -40,7 +40,7 @@ board-env: $(BOARD_VENV)/.stamp
 
 # ---- the main jobs ------------------------------------------------------------------
 demo: env
-	$(VENV)/bin/dyfip run --dataset digits --seed $(SEED) --out $(DEMO_DIR)
+	$(VENV)/bin/dyfip run --dataset digits --seed $(SEED) --out $(DEMO_DIR) $(if $(BOARD),--board $(BOARD))
 
 fashion-mnist:
 	@if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || [ -n "$(DATA_DIR)" ]; then :; \
@@ -48,7 +48,7 @@ fashion-mnist:
 	else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or pass DATA_DIR=<folder with the IDX files>"; exit 1; fi
 
 bench: env fashion-mnist
-	$(VENV)/bin/dyfip run --dataset fashion-mnist --seed $(SEED) --out $(BENCH_DIR) \
+	$(VENV)/bin/dyfip run --dataset fashion-mnist --seed $(SEED) --out $(BENCH_DIR) $(if $(BOARD),--board $(BOARD)) \
 	  $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 SEEDS ?= 0 1 2
@@ -62,7 +62,7 @@ bench-seeds: env fashion-mnist
 TEST_BUNDLE ?= build/test-bundle
 $(TEST_BUNDLE)/.stamp: $(VENV)/.stamp $(shell find sw hw -name '*.py' -o -name '*.json')
 	rm -rf $(TEST_BUNDLE)
-	TQDM_DISABLE=1 $(VENV)/bin/dyfip run --quick --out $(TEST_BUNDLE) --board $(BOARD)
+	TQDM_DISABLE=1 $(VENV)/bin/dyfip run --quick --out $(TEST_BUNDLE) $(if $(BOARD),--board $(BOARD))
 	touch $@
 
 test: test-host test-board
@@ -78,10 +78,10 @@ hil: env board-env $(TEST_BUNDLE)/.stamp
 
 # ---- accelerator ----------------------------------------------------------------------
 estimate: env
-	$(VENV)/bin/dyfip build --bundle $(BUNDLE) --board $(BOARD) --estimate
+	$(VENV)/bin/dyfip build --bundle $(BUNDLE) $(if $(BOARD),--board $(BOARD)) --estimate
 
 bitstream: env
-	$(VENV)/bin/dyfip build --bundle $(BUNDLE) --board $(BOARD) --bitstream
+	$(VENV)/bin/dyfip build --bundle $(BUNDLE) $(if $(BOARD),--board $(BOARD)) --bitstream
 
 lint-rtl: env
 	$(PY) -m dyfip_hw.rtl_lint

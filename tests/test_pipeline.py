@@ -91,6 +91,16 @@ def test_branch_npz_reproduces_branch_logits(tiny_bundle):
     assert np.allclose(pooled.reshape(n, -1) @ w.T + bias, want, atol=1e-4)
 
 
+def test_bundle_board(tiny_bundle, tmp_path):
+    from dyfip.pipeline import bundle_board
+
+    assert bundle_board(tiny_bundle) == "Pynq-Z2"
+    assert bundle_board(tmp_path) == "Pynq-Z2"
+    (tmp_path / "config.json").write_text(json.dumps({"board": "none"}))
+    with pytest.raises(ValueError, match="pass --board"):
+        bundle_board(tmp_path)
+
+
 def test_pareto_front():
     pts = [(1.0, 0.9), (0.5, 0.8), (0.5, 0.85), (0.7, 0.7), (0.2, 0.5)]
     assert sorted(pareto_front(pts)) == [0, 2, 4]

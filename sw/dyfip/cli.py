@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
         _add_pipeline_args(sub.add_parser(name, help=" -> ".join(steps)))
     b = sub.add_parser("build", help="FINN accelerator: estimates or bitstream")
     b.add_argument("--bundle", type=Path, default=Path("build/demo"))
-    b.add_argument("--board", default="Pynq-Z2")
+    b.add_argument("--board", help="board file name or path (default: the bundle's board)")
     b.add_argument("--estimate", action="store_true")
     b.add_argument("--bitstream", action="store_true")
     g = sub.add_parser("aggregate", help="mean +- s.e. over several runs' report.json")
@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             from dyfip_hw.build import main as build_main
-            build_main(args.bundle, args.board, estimate=args.estimate or not args.bitstream,
-                       bitstream=args.bitstream)
+
+            from .pipeline import bundle_board
+            build_main(args.bundle, args.board or bundle_board(args.bundle),
+                       estimate=args.estimate or not args.bitstream, bitstream=args.bitstream)
             return 0
         if args.command == "aggregate":
             from .aggregate import main as aggregate_main
@@ -71,13 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         Pipeline(config, args.out).run(STEP_COMMANDS[args.command])
         if "evaluate" in STEP_COMMANDS[args.command]:
             from .bundle import read_json
-            report = read_json(args.out / "report.json")
-            from .report import LABELS
-            for m in ("full", "early_exit", "static", "static_exit", "dyfip"):
-                r = report[m]
-                print(f"{LABELS[m].strip('*'):28s} acc {r['accuracy']:.4f}  macs avg/worst "
-                      f"{r['macs_avg_ratio']:.3f}/{r['macs_worst_ratio']:.3f}  cycles avg/worst "
-                      f"{r['cycles_avg_ratio']:.3f}/{r['cycles_worst_ratio']:.3f}")
+            from .report import summary
+            print(summary(read_json(args.out / "report.json")))
             print(f"report: {args.out / 'report.md'}")
         return 0
     except (FileNotFoundError, ValueError, RuntimeError) as exc:

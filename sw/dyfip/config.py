@@ -107,9 +107,9 @@ PRESETS: dict[str, Config] = {
         # stage A is ~10% of the MACs (DESIGN.md's prototype net)
         stage_a=(ConvSpec(16, pool=True), ConvSpec(32)),
         stage_b=(ConvSpec(64, pool=True), ConvSpec(64), ConvSpec(128, pool=True)),
-        epochs=10, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
+        epochs=14, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
         budget=0.25, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,
-        sweep_tau=(0.8, 0.9, 0.95, 0.99), sweep_k=(2,), sweep_budget=(0.125, 0.25),
+        sweep_tau=(0.8, 0.9, 0.95), sweep_k=(2,), sweep_budget=(0.125, 0.25),
     ),
     "cifar10": Config(
         dataset="cifar10",

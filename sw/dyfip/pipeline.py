@@ -266,6 +266,15 @@ def write_reference(model: DyFiPNet, table: MaskTable, data: Dataset, config: Co
                      tau=np.float64(config.tau), model_hash=np.array(model_hash(model)))
 
 
+def bundle_board(out: Path) -> str:
+    """The board a bundle was folded for (its config.json), Pynq-Z2 by default."""
+    p = Path(out) / bundle.CONFIG
+    board = Config.load(p).board if p.exists() else "Pynq-Z2"
+    if board == "none":
+        raise ValueError(f"bundle {out} was made without a board (--board none): pass --board")
+    return board
+
+
 def load_config(out: Path, overrides: dict, fresh: bool, quick: bool = False) -> Config:
     """The dataset preset (``fresh``; ``quick``: smoke-test sizes) or the bundle's
     config.json, with ``overrides``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .bundle import write_text
+from .evaluate import METHODS
 
 LABELS = {"full": "full network", "early_exit": "early exit only", "static": "static pruning",
           "static_exit": "static mask + exit + top-k", "dyfip": "**DyFiP**"}
@@ -14,6 +15,15 @@ def _row(name: str, r: dict) -> str:
     return (f"| {LABELS[name]} | {r['accuracy']:.2%} | {r['macs_avg_ratio']:.3f} | "
             f"{r['macs_worst_ratio']:.3f} | {r['cycles_avg_ratio']:.3f} | "
             f"{r['cycles_worst_ratio']:.3f} | {extra} |")
+
+
+def summary(report: dict) -> str:
+    """One console line per method."""
+    return "\n".join(
+        f"{LABELS[m].strip('*'):28s} acc {r['accuracy']:.4f}  macs avg/worst "
+        f"{r['macs_avg_ratio']:.3f}/{r['macs_worst_ratio']:.3f}  cycles avg/worst "
+        f"{r['cycles_avg_ratio']:.3f}/{r['cycles_worst_ratio']:.3f}"
+        for m, r in ((m, report[m]) for m in METHODS))
 
 
 def write_report(report: dict, path: str | Path) -> None:
@@ -31,7 +41,7 @@ def write_report(report: dict, path: str | Path) -> None:
         "",
         "| method | accuracy | MACs avg | MACs worst | cycles avg | cycles worst | exit rate |",
         "|---|---|---|---|---|---|---|",
-        *[_row(m, report[m]) for m in ("full", "early_exit", "static", "static_exit", "dyfip")],
+        *[_row(m, report[m]) for m in METHODS],
         "",
         f"Branch top-1 {d['branch_top1']:.2%}, top-{p['k']} hit rate {d['topk_hit_rate']:.2%}; "
         f"DyFiP minus static+exit: {report['margin_vs_static_exit'] * 100:+.2f} points.", "",
