@@ -142,7 +142,7 @@ class DyFiPNet(nn.Module):
 
 def images_to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 pixels -> the float input the network expects (exactly representable /255)."""
-    t = torch.as_tensor(images)
+    t = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
     if t.dtype != torch.uint8:
         raise TypeError(f"images must be uint8 pixels, got {t.dtype}")
     return t.float() / 255.0
