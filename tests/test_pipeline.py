@@ -37,6 +37,15 @@ def test_report_contract(tiny_bundle):
     assert report["sweep"] and all("dyfip" in p for p in report["sweep"])
 
 
+def test_estimates_hold_the_paths_cycles(tiny_bundle):
+    est = json.loads((tiny_bundle / "estimates.json").read_text())
+    report = json.loads((tiny_bundle / "report.json").read_text())
+    assert est["paths"]["dyfip"]["cycles_worst"] == report["dyfip"]["cycles_worst"]
+    assert est["stages"]["stage_b"]["latency_cycles"] > 0
+    folding = json.loads((tiny_bundle / "folding.json").read_text())
+    assert folding["group_size"] == est["group_size"]  # tables and accelerator agree
+
+
 def test_tables_bound_to_deployed_model(tiny_bundle):
     model = load_checkpoint(tiny_bundle / "model.pt")
     table = MaskTable.load(tiny_bundle / "tables.npz", model_hash(model), model.filters_per_layer)

@@ -224,9 +224,16 @@ class Pipeline:
         """The accelerator of the deployed network (estimates.json, accel/) for the board."""
         if self.config.board == "none":
             return
-        from dyfip_hw.build import main as build_main
+        from dyfip_hw.build import ESTIMATES, main as build_main
 
-        build_main(self.out, self.config.board, estimate=True)
+        est = build_main(self.out, self.config.board, estimate=True)
+        report = self.path(bundle.REPORT_JSON)
+        if report.exists():  # the decision paths' cycles under this folding, next to it
+            r = bundle.read_json(report)
+            est["paths"] = {m: {f: r[m][f] for f in ("cycles_avg", "cycles_worst",
+                                                     "cycles_avg_ratio", "cycles_worst_ratio")}
+                            for m in METHODS}
+            bundle.write_json(self.path(ESTIMATES), est)
 
     STEPS = ("train", "explain", "fold", "finetune", "evaluate", "build")
 
