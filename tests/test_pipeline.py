@@ -137,3 +137,17 @@ def test_cli_step_by_step(tmp_path):
     report = json.loads((tmp_path / bundle.REPORT_JSON).read_text())
     assert report["sweep"] == [] and report["params"]["permuted"]
     assert "FINN folding for Pynq-Z2" in report["params"]["cycle_model"]
+
+
+def test_finetuning_keeps_stage_a_and_branch(tiny_bundle):
+    from dyfip.train import check_decisions_frozen
+
+    base = load_checkpoint(tiny_bundle / "base.pt")
+    deployed = load_checkpoint(tiny_bundle / "model.pt")
+    with np.load(tiny_bundle / "reference.npz") as ref:
+        images = ref["images"]
+    check_decisions_frozen(base, deployed, images, k=2, tau=0.5)
+    with torch.no_grad():
+        deployed.branch[2].bias += 5 * torch.arange(10.0)
+    with pytest.raises(RuntimeError, match="changed stage A or the branch"):
+        check_decisions_frozen(base, deployed, images, k=2, tau=0.5)
