@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from dyfip.decision import decide, restricted_argmax, softmax
+from dyfip.decision import (decide, pad_sets, restricted_argmax, set_sizes, sets_with_label,
+                             softmax)
 
 
 def test_exit_when_confident_else_sorted_topk():
@@ -29,3 +30,35 @@ def test_bad_k_and_shape():
         decide(np.zeros((1, 4)), k=5, tau=0.5)
     with pytest.raises(ValueError, match="shape"):
         decide(np.zeros(4), k=1, tau=0.5)
+
+
+def test_adaptive_sets_grow_until_they_hold_the_mass():
+    # probabilities ~ [0.5, 0.3, 0.15, 0.05] and [0.6, 0.38, 0.01, 0.01]
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05], [0.6, 0.38, 0.01, 0.01]]))
+    d = decide(logits, k=2, tau=0.9, k_max=3, set_mass=0.95)
+    assert d.set_sizes.tolist() == [3, 2]
+    assert d.subsets.tolist() == [[0, 1, 2], [0, 1, 1]]  # padded by repeating the largest
+    assert decide(logits, k=2, tau=0.9).subsets.tolist() == [[0, 1], [0, 1]]
+    # a padded row is a set: the argmax over it ignores the other classes
+    assert restricted_argmax(np.array([[0.0, 1.0, 5.0, 9.0]]), d.subsets[1:])[0] == 1
+
+
+def test_pad_sets_and_sizes_round_trip():
+    ranked = np.array([[3, 0, 2], [1, 2, 0]])
+    padded = pad_sets(ranked, np.array([2, 3]))
+    assert padded.tolist() == [[0, 3, 3], [0, 1, 2]]
+    assert set_sizes(padded).tolist() == [2, 3]
+
+
+def test_sets_with_label_force_the_label_into_the_set():
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05], [0.97, 0.01, 0.01, 0.01]]))
+    sets = sets_with_label(logits, np.array([3, 2]), k=2, k_max=3, set_mass=0.95)
+    assert sets.tolist() == [[0, 1, 3], [0, 2, 2]]  # last-ranked member replaced
+    drawn = sets_with_label(np.zeros((200, 4)), np.zeros(200, int), 2, 3, 0.5,
+                            np.random.default_rng(0))
+    assert set(set_sizes(drawn)) == {2, 3} and (drawn == 0).any(axis=1).all()
+
+
+def test_bad_set_rule():
+    with pytest.raises(ValueError, match="k_max=2"):
+        decide(np.zeros((1, 4)), k=3, tau=0.5, k_max=2)

@@ -123,11 +123,16 @@ def test_cli_errors(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"dataset": "digits"}))
     assert main(["explain", "--out", str(tmp_path), "--dataset", "cifar10"]) == 2
     assert "holds a digits run" in capsys.readouterr().err
+    assert main(["explain", "--out", str(tmp_path), "--set", "nope=1"]) == 2
+    assert "expected FIELD=VALUE" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "k_max=10"]) == 2
+    assert "k_max=10" in capsys.readouterr().err
 
 
 def test_cli_step_by_step(tmp_path):
     out = str(tmp_path)
-    assert main(["train", "--out", out, "--quick", "--epochs", "1"]) == 0
+    assert main(["train", "--out", out, "--quick", "--epochs", "1", "--set", "k_max=3",
+                 "--set", "set_mass=0.9"]) == 0
     assert main(["explain", "--out", out]) == 0
     assert main(["finetune", "--out", out]) == 2  # needs the folding first
     assert main(["fold", "--out", out]) == 0
@@ -136,6 +141,8 @@ def test_cli_step_by_step(tmp_path):
     assert main(["evaluate", "--out", out, "--no-sweep"]) == 0
     report = json.loads((tmp_path / bundle.REPORT_JSON).read_text())
     assert report["sweep"] == [] and report["params"]["permuted"]
+    assert (report["params"]["k_max"], report["params"]["set_mass"]) == (3, 0.9)
+    assert 2 <= report["dyfip"]["mean_set_size"] <= 3
     assert "FINN folding for Pynq-Z2" in report["params"]["cycle_model"]
 
 

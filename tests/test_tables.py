@@ -78,3 +78,23 @@ def test_unknown_class_and_bad_k():
         MaskTable.build(_importance(c=5), k=5, budget=0.5, group_sizes=1, model_hash="h")
     with pytest.raises(TableError, match="group size 3"):
         select_mask(np.ones(8), 0.5, 3)
+
+
+def test_adaptive_table_holds_every_set_of_k_to_k_max_classes(tmp_path):
+    t = MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=[4, 2], model_hash="h",
+                        k_max=3)
+    assert (t.k, t.k_max, t.subsets.shape) == (2, 3, (10 + 10, 3))
+    assert t.subsets[0].tolist() == [0, 1, 1]  # a pair, padded
+    assert np.array_equal(t.mask_vector((3, 1)), t.mask_vector([1, 3, 3]))
+    assert np.array_equal(t.mask_vector((0, 1, 4)), t.mask_vector([4, 1, 0]))
+    t.save(tmp_path / "t.npz")
+    u = MaskTable.load(tmp_path / "t.npz", model_hash="h")
+    assert (u.k, u.k_max) == (2, 3)
+    with pytest.raises(TableError, match="needs 2 to 3 distinct"):
+        t.masks_for((0, 1, 2, 3))
+    bad = MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=1, model_hash="h",
+                          k_max=3)
+    bad.subsets[0] = [0, 0, 1]  # not canonical: padding must repeat the largest class
+    bad.save(tmp_path / "bad.npz")
+    with pytest.raises(TableError, match="not distinct sorted"):
+        MaskTable.load(tmp_path / "bad.npz")

@@ -188,13 +188,46 @@ def expected_masked_cycles(mh: int, ch: int, kk: int, pe: int, simd: int, keep: 
     return masked_mvau_cycles(Folding(mh, kk * ch, pe, simd, kk), filters, channels)
 
 
+# window feeders of an MVAU and the attribute their SIMD must divide
+FEEDERS = {"ConvolutionInputGenerator": "IFMChannels", "FMPadding": "NumChannels"}
+
+
+def feeders(model: ModelWrapper, node) -> list:
+    """The padding / sliding-window nodes streaming into ``node``, nearest first."""
+    chain, prod = [], model.find_producer(node.input[0])
+    while prod is not None and base_op_type(prod) in FEEDERS:
+        chain.append(prod)
+        prod = model.find_producer(prod.input[0])
+    return chain
+
+
+def set_feeder_simd(model: ModelWrapper, node, simd: int) -> None:
+    """Give ``node``'s feeders the MVAU's SIMD where it divides their channels."""
+    for prod in feeders(model, node):
+        inst = getCustomOp(prod)
+        if inst.get_nodeattr(FEEDERS[base_op_type(prod)]) % simd == 0:
+            inst.set_nodeattr("SIMD", simd)
+
+
+def feeder_cycles(model: ModelWrapper, node, simd: int) -> int:
+    """FINN's expected cycles of ``node``'s feeders when they take the MVAU's ``simd``."""
+    chain = [getCustomOp(p) for p in feeders(model, node)]
+    saved = [inst.get_nodeattr("SIMD") for inst in chain]
+    set_feeder_simd(model, node, simd)
+    cycles = sum(int(inst.get_exp_cycles()) for inst in chain)
+    for inst, old in zip(chain, saved):
+        inst.set_nodeattr("SIMD", old)
+    return cycles
+
+
 class FoldMaskedLayers(Transformation):
     """(PE, SIMD) per MaskedMVAU with PE | MH, SIMD | CH and full cycles <= target.
 
     FINN's SetFolding does not know MaskedMVAU (and may pick a SIMD that divides MW but
     not CH). Among the foldings meeting the target with the fewest multipliers, we pick the
-    one with the fewest cycles under a typical mask (``keep``: the tables' budget), then the
-    smallest PE: what the single-image latency of DyFiP's pruned path depends on.
+    one with the fewest cycles of the pruned path under a typical mask (``keep``: the
+    tables' budget), counting the window feeders that stream at the same SIMD, then the
+    smallest PE (the finest mask groups): what DyFiP's single-image latency depends on.
     """
 
     def __init__(self, target_cycles: int, keep: float = 0.125, skip: set[str] = frozenset()):
@@ -215,9 +248,15 @@ class FoldMaskedLayers(Transformation):
                 if not options:
                     options = [(mh, ch)]
                 fewest = min(pe * s for pe, s in options)
+
+                def pruned_path(option, masked=inputs_masked):
+                    pe, simd = option
+                    return (pixels * expected_masked_cycles(mh, ch, kk, pe, simd, self.keep,
+                                                            masked)
+                            + feeder_cycles(model, node, simd), pe)
+
                 pe, simd = min(((pe, s) for pe, s in options if pe * s == fewest),
-                               key=lambda o: (expected_masked_cycles(
-                                   mh, ch, kk, o[0], o[1], self.keep, inputs_masked), o[0]))
+                               key=pruned_path)
                 inst.set_nodeattr("PE", pe)
                 inst.set_nodeattr("SIMD", simd)
             inputs_masked = True
@@ -252,15 +291,7 @@ class MatchWindowSIMD(Transformation):
     is no slower than needed; skipped where the SIMD does not divide the channel count.
     """
 
-    FEEDERS = {"ConvolutionInputGenerator": "IFMChannels", "FMPadding": "NumChannels"}
-
     def apply(self, model):
         for node in mvau_nodes(model):
-            simd = getCustomOp(node).get_nodeattr("SIMD")
-            prod = model.find_producer(node.input[0])
-            while prod is not None and base_op_type(prod) in self.FEEDERS:
-                inst = getCustomOp(prod)
-                if inst.get_nodeattr(self.FEEDERS[base_op_type(prod)]) % simd == 0:
-                    inst.set_nodeattr("SIMD", simd)
-                prod = model.find_producer(prod.input[0])
+            set_feeder_simd(model, node, getCustomOp(node).get_nodeattr("SIMD"))
         return model, False

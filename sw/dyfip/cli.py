@@ -27,6 +27,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-permute", dest="permute", action="store_const", const=False)
     p.add_argument("--xai-method", dest="xai_method")
     p.add_argument("--importance-mode", dest="importance_mode", choices=["class", "contrast"])
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any config field (see config.json), e.g. --set flip=false; repeatable")
     p.add_argument("--no-sweep", action="store_true", help="evaluate only the main point")
     p.add_argument("--quick", action="store_true",
                    help="smoke-test sizes (few epochs, one sweep point): seconds, not minutes")
@@ -64,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from .pipeline import Pipeline, load_config
 
+        from .config import parse_setting
+
         overrides = {k: v for k, v in vars(args).items()
-                     if k not in ("command", "out", "no_sweep", "quick")}
+                     if k not in ("command", "out", "no_sweep", "quick", "settings")}
+        overrides.update(parse_setting(s) for s in args.settings)
         config = load_config(args.out, overrides, fresh=args.command in ("run", "train"),
                              quick=args.quick)
         if args.no_sweep:

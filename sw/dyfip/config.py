@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,13 @@ class Config:
     lr: float = 3e-3
     branch_loss_weight: float = 1.0
     branch_distill: float = 3.0  # weight of self-distillation from the final logits
+    flip: bool = False  # random horizontal flips (besides +-2 pixel shifts) while training
     finetune_epochs: int = 30
     finetune_distill: float = 1.0  # distillation from the unpruned network while fine-tuning
     # decision rule and pruning
-    k: int = 2
+    k: int = 2  # candidate classes when the branch does not exit
+    k_max: int = 0  # > k: adaptive sets of k..k_max classes holding set_mass (0: always k)
+    set_mass: float = 0.95  # branch probability an adaptive candidate set must hold
     tau: float = 0.9
     budget: float = 0.125
     group_size: int = 0  # mask granularity; 0: the PE of each layer in the board's folding
@@ -57,6 +60,11 @@ class Config:
     # default folding for the first cycle estimate: (PE, SIMD) caps per layer
     default_pe: int = 4
     default_simd: int = 4
+
+    @property
+    def max_set(self) -> int:
+        """The largest candidate set (k, or k_max when sets are adaptive)."""
+        return max(self.k, self.k_max)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -87,6 +95,10 @@ class Config:
         """Reject settings that cannot work, naming the value."""
         if not 1 <= self.k < num_classes:
             raise ValueError(f"k={self.k} must be in 1..{num_classes - 1} for {num_classes} classes")
+        if self.k_max and not self.k <= self.k_max < num_classes:
+            raise ValueError(f"k_max={self.k_max} must be 0 or in {self.k}..{num_classes - 1}")
+        if not 0.0 < self.set_mass <= 1.0:
+            raise ValueError(f"set_mass={self.set_mass} must be in (0, 1]")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau={self.tau} must be in (0, 1]")
         if not 0.0 < self.budget <= 1.0:
@@ -107,7 +119,7 @@ PRESETS: dict[str, Config] = {
         # stage A is ~10% of the MACs (DESIGN.md's prototype net)
         stage_a=(ConvSpec(16, pool=True), ConvSpec(32)),
         stage_b=(ConvSpec(64, pool=True), ConvSpec(64), ConvSpec(128, pool=True)),
-        epochs=14, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
+        epochs=18, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
         budget=0.25, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,
         sweep_tau=(0.8, 0.9, 0.95), sweep_k=(2,), sweep_budget=(0.125, 0.25),
     ),
@@ -118,7 +130,7 @@ PRESETS: dict[str, Config] = {
                  ConvSpec(128, padding=0)),
         stage_b=(ConvSpec(128, pool=True, padding=0), ConvSpec(256, padding=0),
                  ConvSpec(256, padding=0)),
-        head_hidden=(512, 512), weight_bits=2, act_bits=2, epochs=20, batch_size=128,
+        head_hidden=(512, 512), weight_bits=2, act_bits=2, epochs=20, batch_size=128, flip=True,
         budget=0.25, branch_pool=4,
     ),
 }
@@ -131,6 +143,22 @@ QUICK: dict[str, Any] = dict(epochs=4, finetune_epochs=2, sweep_finetune_epochs=
                              sweep_budget=(0.25,))
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``"lr=1e-3"`` -> ``("lr", 0.001)``: a Config field and its value (JSON, else text)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or key not in {f.name for f in dataclasses.fields(Config)}:
+        raise ValueError(f"--set {text!r}: expected FIELD=VALUE with FIELD one of the config "
+                         f"fields ({', '.join(f.name for f in dataclasses.fields(Config))})")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if isinstance(value, list):
+        value = tuple(ConvSpec(**v) if isinstance(v, dict) else v for v in value)
+    return key, value
+
+
 def preset(dataset: str, quick: bool = False, **overrides: Any) -> Config:
     """The preset for ``dataset`` (``quick``: smoke-test sizes) with ``overrides`` applied
     (None values are ignored)."""
@@ -141,4 +169,4 @@ def preset(dataset: str, quick: bool = False, **overrides: Any) -> Config:
     return PRESETS[dataset].replace(**changes)
 
 
-__all__ = ["Config", "ConvSpec", "PRESETS", "preset", "field"]
+__all__ = ["Config", "ConvSpec", "PRESETS", "parse_setting", "preset"]

@@ -33,9 +33,13 @@ def _metrics(correct: np.ndarray, costs: list[PathCost], worst: PathCost, **extr
 
 
 def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: float,
-                   cost: CostModel, methods=METHODS) -> dict[str, dict]:
-    """Every method at one (k, tau, budget); costs from ``cost`` per decision path."""
+                   cost: CostModel, methods=METHODS, set_mass: float = 1.0) -> dict[str, dict]:
+    """Every method at one (k, tau, budget); costs from ``cost`` per decision path.
+
+    Candidate sets hold ``k..table.k_max`` classes (``set_mass``: see ``decision.decide``),
+    the same for static+exit and DyFiP."""
     y = split.labels
+    rule = dict(k_max=table.k_max, set_mass=set_mass)
     head = cost.stage_a + cost.branch
     full_b = cost.stage_b()
     static_b = cost.stage_b(table.static_masks)
@@ -54,12 +58,12 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
         c = cost.stage_a + static_b
         out["static"] = _metrics(pred == y, [c] * len(y), c)
     if "static_exit" in methods:
-        p = dyfip_predict(models.static_exit, split.images, table, k, tau, static=True)
+        p = dyfip_predict(models.static_exit, split.images, table, k, tau, static=True, **rule)
         costs = [head if e else head + static_b for e in p.exited]
         out["static_exit"] = _metrics(p.classes == y, costs, head + static_b,
                                       exit_rate=float(p.exited.mean()))
     if "dyfip" in methods:
-        p = dyfip_predict(models.dyfip, split.images, table, k, tau)
+        p = dyfip_predict(models.dyfip, split.images, table, k, tau, **rule)
         per_subset = [cost.stage_b(table.masks_for(s)) for s in table.subsets]
         worst_b = max(per_subset, key=lambda c: (c.cycles, c.macs))
         costs = [head if e else head + per_subset[table.index_of(s)]
@@ -68,6 +72,8 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
         out["dyfip"] = _metrics(p.classes == y, costs, head + worst_b,
                                 exit_rate=float(p.exited.mean()),
                                 topk_hit_rate=float(hit.mean()),
+                                mean_set_size=float(p.decision.set_sizes[~p.exited].mean()
+                                                    if (~p.exited).any() else 0.0),
                                 branch_top1=float((p.decision.branch_pred == y).mean()))
     return out
 

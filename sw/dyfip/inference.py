@@ -25,36 +25,40 @@ class Prediction:
 
 
 @torch.no_grad()
-def branch_decisions(model: DyFiPNet, images: np.ndarray, k: int, tau: float
+def branch_decisions(model: DyFiPNet, images: np.ndarray, k: int, tau: float,
+                     k_max: int | None = None, set_mass: float = 1.0
                      ) -> tuple[torch.Tensor, Decision]:
     """Stage A features and the branch decision for uint8 images (N, C, H, W)."""
     model.eval()
     feats = model.features(images_to_float(images))
-    return feats, decide(model.branch_logits(feats).double().numpy(), k, tau)
+    return feats, decide(model.branch_logits(feats).double().numpy(), k, tau, k_max, set_mass)
 
 
 @torch.no_grad()
 def dyfip_predict(model: DyFiPNet, images: np.ndarray, table: MaskTable | None, k: int,
-                  tau: float, static: bool = False, batch_size: int = 512) -> Prediction:
-    """DyFiP on a batch of uint8 images.
+                  tau: float, static: bool = False, batch_size: int = 512,
+                  k_max: int | None = None, set_mass: float = 1.0) -> Prediction:
+    """DyFiP on a batch of uint8 images (candidate sets: see :func:`dyfip.decision.decide`).
 
     ``table=None`` runs stage B unmasked (early exit only, prediction over all classes);
     ``static=True`` uses the table's class-agnostic mask (prediction still restricted to S).
     """
-    if table is not None and table.k != k:
-        raise ValueError(f"table was built for k={table.k}, asked for k={k}")
+    k_max = k if k_max is None else k_max
+    if table is not None and (table.k, table.k_max) != (k, k_max):
+        raise ValueError(f"table was built for sets of {table.k}..{table.k_max} classes, "
+                         f"asked for {k}..{k_max}")
     parts = []
     for start in range(0, len(images), batch_size):
         parts.append(_predict_batch(model, images[start:start + batch_size], table, k, tau,
-                                    static))
+                                    static, k_max, set_mass))
     return Prediction(np.concatenate([p.classes for p in parts]),
                       Decision(*(np.concatenate([getattr(p.decision, f) for p in parts])
                                  for f in ("exit", "branch_pred", "subsets", "confidence"))),
                       np.concatenate([p.logits for p in parts]))
 
 
-def _predict_batch(model, images, table, k, tau, static) -> Prediction:
-    feats, dec = branch_decisions(model, images, k, tau)
+def _predict_batch(model, images, table, k, tau, static, k_max, set_mass) -> Prediction:
+    feats, dec = branch_decisions(model, images, k, tau, k_max, set_mass)
     classes = dec.branch_pred.copy()
     logits = np.full((len(images), model.num_classes), np.nan)
     run = np.flatnonzero(~dec.exit)

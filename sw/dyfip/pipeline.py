@@ -23,7 +23,8 @@ from .explain import compute_importance, plot_importance
 from .model import DyFiPNet, build_model, load_checkpoint, model_hash, save_checkpoint
 from .report import write_report
 from .tables import MaskTable
-from .train import dynamic_policy, finetune_stage_b, static_policy, train_joint
+from .train import (FrozenOutputs, dynamic_policy, finetune_stage_b, frozen_outputs,
+                    static_policy, train_joint)
 
 console = Console(stderr=True)
 
@@ -41,6 +42,7 @@ class Pipeline:
     config: Config
     out: Path
     timings: dict[str, float] = field(default_factory=dict)
+    _frozen: tuple[str, FrozenOutputs] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -124,12 +126,26 @@ class Pipeline:
             "perms": {k: v.tolist() for k, v in perms.items()},
             "unpermuted": before, "permuted": after})
 
+    def set_rule(self, k: int) -> tuple[int, float]:
+        """(k_max, set_mass) of candidate sets starting at ``k``: the config's adaptive
+        sets for its own k, fixed sets of k classes for other sweep points."""
+        c = self.config
+        return (c.max_set, c.set_mass) if k == c.k else (k, 1.0)
+
     def table(self, model: DyFiPNet, k: int, budget: float) -> MaskTable:
-        """Masks for every k-subset at ``budget``, bound to ``model``'s weights."""
+        """Masks for every candidate set at ``budget``, bound to ``model``'s weights."""
         c = self.config
         groups = c.group_size or self.cost_model(model).group_sizes
         return MaskTable.build(self.importance(), k, budget, groups, model_hash(model),
-                               c.importance_mode)
+                               c.importance_mode, k_max=self.set_rule(k)[0])
+
+    def frozen_outputs(self, base: DyFiPNet) -> FrozenOutputs:
+        """Stage A / branch / teacher outputs of ``base`` on the training images, computed
+        once per run and shared by every fine-tune (they depend on ``base`` only)."""
+        key = model_hash(base)
+        if self._frozen is None or self._frozen[0] != key:
+            self._frozen = (key, frozen_outputs(base, self.data.train))
+        return self._frozen[1]
 
     def finetune_all(self, base: DyFiPNet, budget: float, k: int, epochs: int,
                      which=("static", "static_exit", "dyfip")
@@ -137,11 +153,14 @@ class Pipeline:
         """Fine-tune stage B for each pruned method at ``budget``, same effort for each."""
         c = self.config
         table = self.table(base, k, budget)
-        policies: dict[str, Callable] = {"static": static_policy(table, None),
-                                         "static_exit": static_policy(table, k),
-                                         "dyfip": dynamic_policy(table, k)}
+        mass = self.set_rule(k)[1]
+        policies: dict[str, Callable] = {"static": static_policy(table, False),
+                                         "static_exit": static_policy(table, True, mass, c.seed),
+                                         "dyfip": dynamic_policy(table, mass, c.seed)}
+        frozen = self.frozen_outputs(base)
         tuned = {m: finetune_stage_b(base, self.data, c, policies[m], epochs,
-                                     desc=f"fine-tune {m} @ budget {budget}, k={k}")
+                                     desc=f"fine-tune {m} @ budget {budget}, k={k}",
+                                     frozen=frozen)
                  for m in which}
         return table, tuned
 
@@ -168,12 +187,14 @@ class Pipeline:
         models = Models(base, self.load(BASELINE.format("static")),
                         self.load(BASELINE.format("static_exit")), deployed)
         cost = self.cost_model(base)
-        main = with_ratios(evaluate_point(models, table, self.data.test, c.k, c.tau, cost))
+        main = with_ratios(evaluate_point(models, table, self.data.test, c.k, c.tau, cost,
+                                          set_mass=c.set_mass))
         sweep = self.sweep(models, cost, main["full"])
         plot_pareto(sweep, self.path("pareto.png"))
         write_reference(deployed, table, self.data, c, self.path(bundle.REFERENCE))
         report = {m: main[m] for m in METHODS}
-        report["params"] = {"dataset": c.dataset, "k": c.k, "tau": c.tau, "budget": c.budget,
+        report["params"] = {"dataset": c.dataset, "k": c.k, "k_max": c.max_set,
+                            "set_mass": c.set_mass, "tau": c.tau, "budget": c.budget,
                             "seed": c.seed, "group_sizes": table.group_sizes,
                             "board": c.board, "cycle_model": cost.source,
                             "permuted": c.permute and c.board != "none",
@@ -214,9 +235,11 @@ class Pipeline:
             table = self.table(models.base, k, budget)
             for tau in sorted(set(c.sweep_tau) | {c.tau}):
                 r = evaluate_point(ms, table, self.data.test, k, tau, cost,
-                                   ("early_exit", "static_exit", "dyfip"))
+                                   ("early_exit", "static_exit", "dyfip"),
+                                   set_mass=self.set_rule(k)[1])
                 r["full"] = full
-                points.append({"budget": budget, "k": k, "tau": tau, "finetune_epochs": epochs,
+                points.append({"budget": budget, "k": k, "k_max": table.k_max, "tau": tau,
+                               "finetune_epochs": epochs,
                                **with_ratios(r)})
         return points
 
@@ -266,10 +289,12 @@ def write_reference(model: DyFiPNet, table: MaskTable, data: Dataset, config: Co
     """Test images with the reference path, subset and class: the HIL tests' ground truth."""
     from .inference import dyfip_predict
 
-    p = dyfip_predict(model, data.test.images, table, config.k, config.tau)
+    p = dyfip_predict(model, data.test.images, table, config.k, config.tau,
+                      k_max=config.max_set, set_mass=config.set_mass)
     bundle.write_npz(path, images=data.test.images, labels=data.test.labels,
                      classes=p.classes, exited=p.exited, subsets=p.decision.subsets,
                      confidence=p.decision.confidence, k=np.int64(config.k),
+                     k_max=np.int64(config.max_set), set_mass=np.float64(config.set_mass),
                      tau=np.float64(config.tau), model_hash=np.array(model_hash(model)))
 
 

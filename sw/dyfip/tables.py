@@ -15,12 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import write_npz
+from .decision import pad_sets, set_sizes
 
 TABLE_VERSION = 1
 
 
 class TableError(ValueError):
     """A table is corrupt, of the wrong shape, or belongs to another model."""
+
+
+def set_key(subset) -> tuple[int, ...]:
+    """The class set of a (possibly padded) row, as a sorted tuple."""
+    return tuple(sorted({int(c) for c in np.asarray(subset).ravel()}))
 
 
 def keep_count(filters: int, budget: float, group_size: int) -> int:
@@ -57,7 +63,7 @@ def subset_scores(importance: np.ndarray, subset: tuple[int, ...] | np.ndarray, 
     a from logit b on images of a: what matters for an argmax restricted to S.
     """
     imp = normalise(np.asarray(importance, dtype=np.float64))
-    s = list(subset)
+    s = sorted({int(c) for c in np.asarray(subset).ravel()})
     score = sum(imp[c, c] for c in s)
     if mode == "class":
         return score
@@ -68,10 +74,11 @@ def subset_scores(importance: np.ndarray, subset: tuple[int, ...] | np.ndarray, 
 
 @dataclass
 class MaskTable:
-    """Masks for every k-subset of the classes, plus the class-agnostic static mask."""
+    """Masks for every class subset of ``k..k_max`` classes, plus the class-agnostic static
+    mask. Subsets are rows of width ``k_max``, smaller sets padded (``decision.pad_sets``)."""
 
     layer_names: list[str]
-    subsets: np.ndarray  # int (n, k), rows sorted ascending, lexicographic order
+    subsets: np.ndarray  # int (n, k_max): by size, then lexicographic
     masks: list[np.ndarray]  # per layer: bool (n, F_l)
     static_masks: list[np.ndarray]  # per layer: bool (F_l,)
     budget: float
@@ -82,6 +89,12 @@ class MaskTable:
 
     @property
     def k(self) -> int:
+        """The smallest candidate set."""
+        return int(set_sizes(self.subsets).min())
+
+    @property
+    def k_max(self) -> int:
+        """The largest candidate set (the row width)."""
         return int(self.subsets.shape[1])
 
     @property
@@ -93,23 +106,29 @@ class MaskTable:
         return [m.shape[1] for m in self.masks]
 
     def __post_init__(self) -> None:
-        self._index = {tuple(int(c) for c in row): i for i, row in enumerate(self.subsets)}
+        self._index = {set_key(row): i for i, row in enumerate(self.subsets)}
 
     # -- building ------------------------------------------------------------------------
     @classmethod
     def build(cls, importance: dict[str, np.ndarray], k: int, budget: float,
-              group_sizes: list[int] | int, model_hash: str, mode: str = "class"
-              ) -> "MaskTable":
-        """Tables from per-layer attributions ``importance[name]`` of shape (C, C, F)."""
+              group_sizes: list[int] | int, model_hash: str, mode: str = "class",
+              k_max: int | None = None) -> "MaskTable":
+        """Tables from per-layer attributions ``importance[name]`` of shape (C, C, F), for
+        every set of ``k..k_max`` classes (``k_max`` default: ``k``)."""
         names = list(importance)
         if isinstance(group_sizes, int):
             group_sizes = [group_sizes] * len(names)
         if len(group_sizes) != len(names):
             raise TableError(f"{len(group_sizes)} group sizes for {len(names)} layers")
         num_classes = importance[names[0]].shape[0]
-        if not 1 <= k < num_classes:
-            raise TableError(f"k={k} must be in 1..{num_classes - 1} for {num_classes} classes")
-        subsets = np.array(list(itertools.combinations(range(num_classes), k)), dtype=np.int64)
+        k_max = k if k_max is None else k_max
+        if not 1 <= k <= k_max < num_classes:
+            raise TableError(f"k={k}, k_max={k_max} must satisfy 1 <= k <= k_max <= "
+                             f"{num_classes - 1} for {num_classes} classes")
+        sets = [s for j in range(k, k_max + 1)
+                for s in itertools.combinations(range(num_classes), j)]
+        subsets = pad_sets(np.array([s + (s[-1],) * (k_max - len(s)) for s in sets],
+                                    dtype=np.int64), np.array([len(s) for s in sets]))
         masks, static = [], []
         for name, group in zip(names, group_sizes):
             imp = importance[name]
@@ -121,10 +140,11 @@ class MaskTable:
 
     # -- lookup --------------------------------------------------------------------------
     def index_of(self, subset) -> int:
-        key = tuple(sorted(int(c) for c in subset))
+        key = set_key(subset)
         if key not in self._index:
             bad = [c for c in key if not 0 <= c < self.num_classes]
-            why = f"unknown class(es) {bad}" if bad else f"needs {self.k} distinct classes"
+            sizes = (f"{self.k}" if self.k == self.k_max else f"{self.k} to {self.k_max}")
+            why = f"unknown class(es) {bad}" if bad else f"needs {sizes} distinct classes"
             raise TableError(f"no mask for class subset {key}: {why}")
         return self._index[key]
 
@@ -187,8 +207,10 @@ class MaskTable:
         return table
 
     def validate(self, source: object = "table") -> None:
-        n, k = self.subsets.shape
-        if len(set(self._index)) != n or np.any(np.diff(self.subsets, axis=1) <= 0):
+        n = len(self.subsets)
+        if (self.subsets.ndim != 2 or len(set(self._index)) != n
+                or not np.array_equal(pad_sets(self.subsets, set_sizes(self.subsets)),
+                                      self.subsets)):
             raise TableError(f"{source}: subsets are not distinct sorted class sets")
         if len(self.group_sizes) != len(self.layer_names) or len(self.masks) != len(
                 self.layer_names):

@@ -6,6 +6,7 @@ of stage B under the masks it will see at run time, on the branch's own top-k se
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .data import Dataset, Split
-from .decision import decide
+from .decision import decide, sets_with_label
 from .model import DyFiPNet, images_to_float
 
 # A mask policy maps (branch logits, labels) of a batch to (subsets or None, per-layer masks).
@@ -66,7 +67,7 @@ def train_joint(model: DyFiPNet, data: Dataset, config: Config) -> list[dict]:
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps = config.epochs * ((len(data.train) + config.batch_size - 1) // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=max(steps, 1))
-    flip = data.name in ("fashion-mnist", "cifar10")
+    flip = config.flip
     history = []
     for epoch in _epochs(config.epochs, "train"):
         model.train()
@@ -116,47 +117,63 @@ def accuracy(model: DyFiPNet, split: Split, batch_size: int = 512) -> float:
     return correct / len(split)
 
 
-def topk_sets_with_label(branch_logits: torch.Tensor, labels: torch.Tensor, k: int
-                         ) -> torch.Tensor:
-    """The branch's top-k classes, the k-th replaced by the label when it is missing."""
-    top = branch_logits.topk(k, dim=1).indices
-    missing = ~(top == labels[:, None]).any(dim=1)
-    top[missing, k - 1] = labels[missing]
-    return top.sort(dim=1).values
+@dataclass(frozen=True)
+class FrozenOutputs:
+    """What fine-tuning stage B never changes, once per training image (no augmentation):
+    stage-A features, branch logits and the unpruned network's stage-B logits (teacher)."""
+
+    features: torch.Tensor
+    branch: torch.Tensor
+    teacher: torch.Tensor
+    labels: torch.Tensor
+
+
+@torch.no_grad()
+def frozen_outputs(model: DyFiPNet, split: Split, batch_size: int = 512) -> FrozenOutputs:
+    model.eval()
+    parts = []
+    for x, y in tqdm(batches(split, batch_size, None), desc="stage A + teacher", leave=False,
+                     total=(len(split) + batch_size - 1) // batch_size):
+        feats = model.features(x)
+        parts.append((feats, model.branch_logits(feats), model.stage_b_logits(feats), y))
+    return FrozenOutputs(*(torch.cat(t) for t in zip(*parts)))
 
 
 def finetune_stage_b(model: DyFiPNet, data: Dataset, config: Config, policy: MaskPolicy,
-                     epochs: int, desc: str = "fine-tune") -> DyFiPNet:
+                     epochs: int, desc: str = "fine-tune",
+                     frozen: FrozenOutputs | None = None) -> DyFiPNet:
     """A copy of ``model`` whose stage B and head are trained under ``policy``'s masks.
 
-    Stage A and the branch stay frozen (so the run-time decisions do not change). With a
-    subset from the policy the loss is cross-entropy restricted to that subset.
+    Stage A and the branch stay frozen (so the run-time decisions do not change), so their
+    outputs and the teacher's are computed once (``frozen``, shareable between methods).
+    With a subset from the policy the loss is cross-entropy restricted to that subset, plus
+    distillation from the unpruned network on the same classes.
     """
+    frozen = frozen_outputs(model, data.train) if frozen is None else frozen
     tuned = copy.deepcopy(model)
     seed_everything(config.seed + 1)
     gen = torch.Generator().manual_seed(config.seed + 1)
     params = list(tuned.stage_b.parameters()) + list(tuned.head.parameters())
     opt = torch.optim.Adam(params, lr=config.lr / 3)
-    steps = epochs * ((len(data.train) + config.batch_size - 1) // config.batch_size)
+    n = len(frozen.labels)
+    steps = epochs * ((n + config.batch_size - 1) // config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
-    flip = data.name in ("fashion-mnist", "cifar10")
     for _ in _epochs(epochs, desc):
         tuned.eval()
         tuned.stage_b.train()
         tuned.head.train()
-        for x, y in batches(data.train, config.batch_size, gen):
-            with torch.no_grad():
-                feats = tuned.features(augment(x, gen, flip))
-                branch = tuned.branch_logits(feats)
-            subsets, masks = policy(branch, y)
-            logits = tuned.stage_b_logits(feats, masks)
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, config.batch_size):
+            idx = order[start:start + config.batch_size]
+            y = frozen.labels[idx]
+            subsets, masks = policy(frozen.branch[idx], y)
+            logits = tuned.stage_b_logits(frozen.features[idx], masks)
             log_p = (F.log_softmax(logits, 1) if subsets is None
                      else restricted_log_softmax(logits, subsets))
             loss = F.nll_loss(log_p, y)
-            if config.finetune_distill > 0:  # from the unpruned network, on the same classes
-                with torch.no_grad():
-                    teacher = model.stage_b_logits(feats)
-                loss = loss + config.finetune_distill * distill_loss(logits, teacher, subsets)
+            if config.finetune_distill > 0:
+                loss = loss + config.finetune_distill * distill_loss(
+                    logits, frozen.teacher[idx], subsets)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -165,21 +182,36 @@ def finetune_stage_b(model: DyFiPNet, data: Dataset, config: Config, policy: Mas
     return tuned
 
 
-def dynamic_policy(table, k: int) -> MaskPolicy:
-    """DyFiP: masks of the branch's own top-k set (label forced in), loss restricted to it."""
+def candidate_sets(branch: torch.Tensor, labels: torch.Tensor, table, set_mass: float,
+                   rng: np.random.Generator) -> torch.Tensor:
+    """The run-time candidate sets of the table's sizes, with the label forced in (and
+    drawn sizes, see ``decision.sets_with_label``, when the sets are adaptive)."""
+    return torch.from_numpy(sets_with_label(branch.double().numpy(), labels.numpy(), table.k,
+                                            table.k_max, set_mass, rng))
+
+
+def dynamic_policy(table, set_mass: float = 1.0, seed: int = 0) -> MaskPolicy:
+    """DyFiP: masks of the branch's own candidate set (label forced in), loss restricted
+    to it."""
+    rng = np.random.default_rng(seed)
+
     def policy(branch: torch.Tensor, labels: torch.Tensor):
-        subsets = topk_sets_with_label(branch, labels, k)
+        subsets = candidate_sets(branch, labels, table, set_mass, rng)
         masks = [torch.from_numpy(m).float() for m in table.batch_masks(subsets.numpy())]
         return subsets, masks
     return policy
 
 
-def static_policy(table, k: int | None) -> MaskPolicy:
-    """The class-agnostic mask; restricted to top-k sets when ``k`` is given (static_exit)."""
+def static_policy(table, restrict: bool, set_mass: float = 1.0, seed: int = 0) -> MaskPolicy:
+    """The class-agnostic mask; with ``restrict`` (static+exit) the loss is restricted to
+    the same candidate sets as DyFiP's."""
+    rng = np.random.default_rng(seed)
+
     def policy(branch: torch.Tensor, labels: torch.Tensor):
         n = len(labels)
         masks = [torch.from_numpy(m).float().expand(n, -1) for m in table.static_masks]
-        return (None if k is None else topk_sets_with_label(branch, labels, k)), masks
+        sets = candidate_sets(branch, labels, table, set_mass, rng) if restrict else None
+        return sets, masks
     return policy
 
 

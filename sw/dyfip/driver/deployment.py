@@ -54,6 +54,11 @@ class Deployment:
     model_hash: str
     config: dict = field(default_factory=dict)
 
+    @property
+    def set_mass(self) -> float:
+        """Branch probability an adaptive candidate set holds (1.0: fixed k)."""
+        return float(self.config.get("set_mass", 1.0))
+
     @classmethod
     def load(cls, root: str | Path, model_hash: str | None = None) -> "Deployment":
         """Load and cross-check a bundle; ``model_hash`` pins the expected model."""
@@ -114,9 +119,11 @@ class Deployment:
         if not np.isclose(b.feature_scale, float(a["feature_scale"]), rtol=1e-6, atol=0):
             problems.append(f"branch feature scale {b.feature_scale:.6g} != stage A output "
                             f"scale {float(a['feature_scale']):.6g}")
-        if t.k != self.k or t.num_classes > b.num_classes:
-            problems.append(f"tables are for k={t.k} and {t.num_classes} classes, the config "
-                            f"for k={self.k}, the branch has {b.num_classes} classes")
+        k_max = max(self.k, int(self.config.get("k_max", 0)))
+        if (t.k, t.k_max) != (self.k, k_max) or t.num_classes > b.num_classes:
+            problems.append(f"tables are for sets of {t.k}..{t.k_max} of {t.num_classes} "
+                            f"classes, the config for {self.k}..{k_max}, the branch has "
+                            f"{b.num_classes} classes")
         if problems:
             raise BundleMismatchError(f"bundle {self.root} is inconsistent (files from "
                                       f"different models?): {'; '.join(problems)}")

@@ -24,13 +24,15 @@ class HostPolicy:
     def __init__(self, dep: Deployment):
         self.dep, self.k, self.tau, self.branch = dep, dep.k, dep.tau, dep.branch
         table = dep.table
+        self.k_max, self.set_mass = table.k_max, dep.set_mass
         self.mask_rows = np.concatenate(table.masks, axis=1).astype(np.uint8)  # (n, sum F)
         self.index = {tuple(int(c) for c in s): i for i, s in enumerate(table.subsets)}
         self.bounds = np.cumsum([0, *table.filters])
 
     def step(self, features: np.ndarray) -> HostStep:
         """Integer NHWC stage-A features of N images -> decision + mask rows."""
-        dec = decide(self.branch.logits(features), self.k, self.tau)
+        dec = decide(self.branch.logits(features), self.k, self.tau, self.k_max,
+                     self.set_mass)
         index = self.index
         rows = np.array([-1 if e else index[tuple(s.tolist())]
                          for e, s in zip(dec.exit, dec.subsets)], dtype=np.int64)

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..tables import set_key
+
 EXIT, PRUNED, FULL = "exit", "pruned", "full"
 
 
@@ -35,7 +37,7 @@ class Results:
     exited: np.ndarray  # bool (N,)
     branch_pred: np.ndarray  # int (N,)
     confidence: np.ndarray  # float (N,)
-    subsets: np.ndarray  # int (N, k): the branch's top-k (also for exits)
+    subsets: np.ndarray  # int (N, k_max): candidate sets, padded (also for exits)
     masks: np.ndarray  # uint8 (N, sum F): mask streamed (all zero for exits)
     model_cycles: np.ndarray  # int (N,)
     logits: np.ndarray  # float (N, classes): stage-B integer logits (NaN rows for exits)
@@ -65,7 +67,7 @@ class Results:
         n = max(1, len(self))
         exited = bool(self.exited[i])
         return Result(int(self.classes[i]), str(self.paths[i]),
-                      None if exited else tuple(int(c) for c in self.subsets[i]),
+                      None if exited else set_key(self.subsets[i]),
                       None if exited else self.masks[i], float(self.confidence[i]),
                       int(self.model_cycles[i]),
                       {k: v / n for k, v in self.timings.items()})
