@@ -90,6 +90,40 @@ def test_build_writes_estimates(hw_bundle, hw_model):
         assert (hw_bundle / "accel" / name).exists()
 
 
+def test_masked_folding_minimises_the_pruned_path(hw_bundle, hw_model):
+    """Each MaskedMVAU's (PE, SIMD) has the fewest pruned-path cycles (layer at the table
+    budget + its window feeders) among the foldings with as few multipliers."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from dyfip_hw.boards import load_board
+    from dyfip_hw.transforms import (base_op_type, divisors, expected_masked_cycles,
+                                     feeder_cycles, feeders)
+
+    g = ModelWrapper(str(hw_bundle / "accel" / "stage_b_dataflow.onnx"))
+    target = load_board("Pynq-Z2").target_cycles_per_frame
+    keep, masked_inputs = hw_model.config.budget, False
+    for node in (n for n in g.graph.node if base_op_type(n) == "MaskedMVAU"):
+        inst = getCustomOp(node)
+        mh, ch, kk, px = (inst.get_nodeattr("MH"), inst.channels, inst.get_nodeattr("KK"),
+                          inst.pixels())
+        pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
+
+        def cost(p, s):
+            return (px * expected_masked_cycles(mh, ch, kk, p, s, keep, masked_inputs)
+                    + feeder_cycles(g, node, s))
+        rivals = [(p, s) for p in divisors(mh) for s in divisors(ch)
+                  if p * s == pe * simd and px * (mh // p) * (kk * ch // s) <= target]
+        assert (pe, simd) in rivals
+        assert cost(pe, simd) == min(cost(p, s) for p, s in rivals)
+        for prod in feeders(g, node):  # the window streams SIMD channels per cycle
+            feeder = getCustomOp(prod)
+            assert feeder.get_nodeattr("SIMD") == simd
+            if "parallel_window" in feeder.get_nodeattr_types():
+                assert feeder.get_nodeattr("parallel_window") == 0
+        masked_inputs = True
+
+
 def test_stage_b_graph_has_one_mask_input(hw_bundle, hw_model):
     from qonnx.core.modelwrapper import ModelWrapper
 

@@ -61,11 +61,13 @@ def test_per_image_equals_batched_and_reference(tiny_bundle):
     with np.load(tiny_bundle / "reference.npz") as ref:
         images, classes, exited = ref["images"], ref["classes"], ref["exited"]
         k, tau = int(ref["k"]), float(ref["tau"])
-    batched = dyfip_predict(model, images[:40], table, k, tau)
+        rule = dict(k_max=int(ref["k_max"]), set_mass=float(ref["set_mass"]))
+    assert rule["k_max"] == 3  # the quick preset's adaptive sets: the general rule
+    batched = dyfip_predict(model, images[:40], table, k, tau, **rule)
     assert np.array_equal(batched.classes, classes[:40])
     assert np.array_equal(batched.exited, exited[:40])
     for i in range(0, 40, 7):
-        single = dyfip_predict(model, images[i:i + 1], table, k, tau)
+        single = dyfip_predict(model, images[i:i + 1], table, k, tau, **rule)
         assert single.classes[0] == batched.classes[i]
         if not single.exited[0]:
             assert single.classes[0] in single.decision.subsets[0]
@@ -131,8 +133,8 @@ def test_cli_errors(tmp_path, capsys):
 
 def test_cli_step_by_step(tmp_path):
     out = str(tmp_path)
-    assert main(["train", "--out", out, "--quick", "--epochs", "1", "--set", "k_max=3",
-                 "--set", "set_mass=0.9"]) == 0
+    assert main(["train", "--out", out, "--quick", "--epochs", "1", "--set", "k_max=0",
+                 "--set", "set_mass=0.8"]) == 0  # fixed sets of k=2 (quick: adaptive)
     assert main(["explain", "--out", out]) == 0
     assert main(["finetune", "--out", out]) == 2  # needs the folding first
     assert main(["fold", "--out", out]) == 0
@@ -141,8 +143,8 @@ def test_cli_step_by_step(tmp_path):
     assert main(["evaluate", "--out", out, "--no-sweep"]) == 0
     report = json.loads((tmp_path / bundle.REPORT_JSON).read_text())
     assert report["sweep"] == [] and report["params"]["permuted"]
-    assert (report["params"]["k_max"], report["params"]["set_mass"]) == (3, 0.9)
-    assert 2 <= report["dyfip"]["mean_set_size"] <= 3
+    assert (report["params"]["k_max"], report["params"]["set_mass"]) == (2, 0.8)
+    assert report["dyfip"]["mean_set_size"] in (0.0, 2.0)
     assert "FINN folding for Pynq-Z2" in report["params"]["cycle_model"]
 
 

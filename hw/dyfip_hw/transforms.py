@@ -202,21 +202,28 @@ def feeders(model: ModelWrapper, node) -> list:
 
 
 def set_feeder_simd(model: ModelWrapper, node, simd: int) -> None:
-    """Give ``node``'s feeders the MVAU's SIMD where it divides their channels."""
+    """Give ``node``'s feeders the MVAU's SIMD where it divides their channels; a window
+    generator then streams ``simd`` channels per cycle (no parallel-window mode, which
+    emits a whole K x K window per cycle)."""
     for prod in feeders(model, node):
         inst = getCustomOp(prod)
         if inst.get_nodeattr(FEEDERS[base_op_type(prod)]) % simd == 0:
             inst.set_nodeattr("SIMD", simd)
+            if "parallel_window" in inst.get_nodeattr_types():
+                inst.set_nodeattr("parallel_window", 0)
 
 
 def feeder_cycles(model: ModelWrapper, node, simd: int) -> int:
     """FINN's expected cycles of ``node``'s feeders when they take the MVAU's ``simd``."""
     chain = [getCustomOp(p) for p in feeders(model, node)]
-    saved = [inst.get_nodeattr("SIMD") for inst in chain]
+    keys = [[a for a in ("SIMD", "parallel_window") if a in inst.get_nodeattr_types()]
+            for inst in chain]
+    saved = [{a: inst.get_nodeattr(a) for a in ks} for inst, ks in zip(chain, keys)]
     set_feeder_simd(model, node, simd)
     cycles = sum(int(inst.get_exp_cycles()) for inst in chain)
     for inst, old in zip(chain, saved):
-        inst.set_nodeattr("SIMD", old)
+        for attr, value in old.items():
+            inst.set_nodeattr(attr, value)
     return cycles
 
 

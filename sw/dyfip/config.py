@@ -119,7 +119,7 @@ PRESETS: dict[str, Config] = {
         # stage A is ~10% of the MACs (DESIGN.md's prototype net)
         stage_a=(ConvSpec(16, pool=True), ConvSpec(32)),
         stage_b=(ConvSpec(64, pool=True), ConvSpec(64), ConvSpec(128, pool=True)),
-        epochs=18, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
+        epochs=14, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
         budget=0.25, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,
         sweep_tau=(0.8, 0.9, 0.95), sweep_k=(2,), sweep_budget=(0.125, 0.25),
     ),
@@ -137,10 +137,11 @@ PRESETS: dict[str, Config] = {
 
 
 # A smoke test of the whole flow in seconds (tests, CI, notebooks on tiny settings); tau is
-# low so that an undertrained branch still takes the early-exit path.
+# low so that an undertrained branch still takes the early-exit path; adaptive candidate
+# sets (2..3 classes) so that the tests run the general decision rule end to end.
 QUICK: dict[str, Any] = dict(epochs=4, finetune_epochs=2, sweep_finetune_epochs=1,
                              xai_samples_per_class=16, tau=0.5, sweep_tau=(0.8,), sweep_k=(2,),
-                             sweep_budget=(0.25,))
+                             sweep_budget=(0.25,), k_max=3, set_mass=0.9)
 
 
 def parse_setting(text: str) -> tuple[str, Any]:
