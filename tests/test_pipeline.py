@@ -31,6 +31,7 @@ def test_report_contract(tiny_bundle):
         assert r["macs_avg"] <= r["macs_worst"] * (1 + 1e-9)
     d = report["dyfip"]
     assert 0 <= d["exit_rate"] <= 1 and 0 <= d["topk_hit_rate"] <= 1
+    assert abs(sum(d["errors"].values()) - (1 - d["accuracy"])) < 1e-9
     assert d["macs_worst"] < report["full"]["macs_worst"]
     assert report["static"]["macs_worst"] == report["static"]["macs_avg"]
     assert set(report["params"]) >= {"k", "tau", "budget", "seed", "dataset"}

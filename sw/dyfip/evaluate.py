@@ -69,9 +69,14 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
         costs = [head if e else head + per_subset[table.index_of(s)]
                  for e, s in zip(p.exited, p.decision.subsets)]
         hit = (p.decision.subsets == y[:, None]).any(axis=1)
+        wrong, run = p.classes != y, ~p.exited
         out["dyfip"] = _metrics(p.classes == y, costs, head + worst_b,
                                 exit_rate=float(p.exited.mean()),
                                 topk_hit_rate=float(hit.mean()),
+                                # where the errors come from (fractions of all images)
+                                errors={"exit": float((wrong & p.exited).mean()),
+                                        "set_miss": float((run & ~hit).mean()),
+                                        "stage_b": float((wrong & run & hit).mean())},
                                 mean_set_size=float(p.decision.set_sizes[~p.exited].mean()
                                                     if (~p.exited).any() else 0.0),
                                 branch_top1=float((p.decision.branch_pred == y).mean()))

@@ -45,6 +45,10 @@ def write_report(report: dict, path: str | Path) -> None:
         "",
         f"Branch top-1 {d['branch_top1']:.2%}, top-{p['k']} hit rate {d['topk_hit_rate']:.2%}; "
         f"DyFiP minus static+exit: {report['margin_vs_static_exit'] * 100:+.2f} points.", "",
+        "DyFiP's errors by cause (share of test images): " + ", ".join(
+            f"{label} {d['errors'][key]:.2%}" for key, label in (
+                ("exit", "wrong early exit"), ("set_miss", "label not in the candidate set"),
+                ("stage_b", "pruned stage B wrong within the set"))) + ".", "",
         "![Pareto front](pareto.png)", "", "![Filter importance](importance.png)", "",
         "Step times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("timings_s", {}).items()),
         "",
