@@ -130,6 +130,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "expected FIELD=VALUE" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "x"), "--set", "k_max=10"]) == 2
     assert "k_max=10" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "set_mass=0"]) == 2
+    assert "set_mass=0" in capsys.readouterr().err
 
 
 def test_cli_step_by_step(tmp_path):

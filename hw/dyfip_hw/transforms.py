@@ -216,9 +216,8 @@ def set_feeder_simd(model: ModelWrapper, node, simd: int) -> None:
 def feeder_cycles(model: ModelWrapper, node, simd: int) -> int:
     """FINN's expected cycles of ``node``'s feeders when they take the MVAU's ``simd``."""
     chain = [getCustomOp(p) for p in feeders(model, node)]
-    keys = [[a for a in ("SIMD", "parallel_window") if a in inst.get_nodeattr_types()]
-            for inst in chain]
-    saved = [{a: inst.get_nodeattr(a) for a in ks} for inst, ks in zip(chain, keys)]
+    saved = [{a: inst.get_nodeattr(a) for a in ("SIMD", "parallel_window")
+              if a in inst.get_nodeattr_types()} for inst in chain]
     set_feeder_simd(model, node, simd)
     cycles = sum(int(inst.get_exp_cycles()) for inst in chain)
     for inst, old in zip(chain, saved):

@@ -53,10 +53,20 @@ def adaptive_sizes(probs_ranked: np.ndarray, k: int, k_max: int, mass: float) ->
     return np.clip(reached, k, k_max)
 
 
-def check_set_rule(k: int, k_max: int, num_classes: int) -> None:
-    if not 1 <= k <= k_max <= num_classes:
+def rank_classes(branch_logits: np.ndarray, k: int, k_max: int | None, set_mass: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Classes by falling branch logit (ties: lower index), their probabilities in that
+    order, and each image's candidate-set size (:func:`adaptive_sizes`)."""
+    logits = np.asarray(branch_logits, dtype=np.float64)
+    if logits.ndim != 2:
+        raise ValueError(f"branch logits must be (N, classes); got shape {logits.shape}")
+    k_max = k if k_max is None else k_max
+    if not 1 <= k <= k_max <= logits.shape[1]:
         raise ValueError(f"k={k}, k_max={k_max} must satisfy 1 <= k <= k_max <= "
-                         f"{num_classes} classes")
+                         f"{logits.shape[1]} classes")
+    order = np.argsort(-logits, axis=1, kind="stable")
+    ranked = np.take_along_axis(softmax(logits), order, axis=1)
+    return order, ranked, adaptive_sizes(ranked, k, k_max, set_mass)
 
 
 def decide(branch_logits: np.ndarray, k: int, tau: float, k_max: int | None = None,
@@ -66,15 +76,8 @@ def decide(branch_logits: np.ndarray, k: int, tau: float, k_max: int | None = No
 
     Ties are broken toward the lower class index, as ``argmax`` does.
     """
-    logits = np.asarray(branch_logits)
-    if logits.ndim != 2:
-        raise ValueError(f"branch logits must be (N, classes); got shape {logits.shape}")
+    order, ranked, sizes = rank_classes(branch_logits, k, k_max, set_mass)
     k_max = k if k_max is None else k_max
-    check_set_rule(k, k_max, logits.shape[1])
-    probs = softmax(logits)
-    order = np.argsort(-logits, axis=1, kind="stable")
-    ranked = np.take_along_axis(probs, order, axis=1)
-    sizes = adaptive_sizes(ranked, k, k_max, set_mass)
     return Decision(exit=ranked[:, 0] >= tau, branch_pred=order[:, 0],
                     subsets=pad_sets(order[:, :k_max], sizes), confidence=ranked[:, 0])
 
@@ -86,11 +89,8 @@ def sets_with_label(branch_logits: np.ndarray, labels: np.ndarray, k: int,
     label is missing it replaces the set's last-ranked class. With ``rng`` each set is at
     least a uniformly drawn size in ``k..k_max``, so that the larger sets, rare on
     training images the branch knows well, are trained too."""
-    logits = np.asarray(branch_logits, dtype=np.float64)
+    order, _, sizes = rank_classes(branch_logits, k, k_max, set_mass)
     k_max = k if k_max is None else k_max
-    order = np.argsort(-logits, axis=1, kind="stable")
-    ranked = np.take_along_axis(softmax(logits), order, axis=1)
-    sizes = adaptive_sizes(ranked, k, k_max, set_mass)
     if rng is not None:
         sizes = np.maximum(sizes, rng.integers(k, k_max + 1, len(sizes)))
     top = order[:, :k_max].copy()

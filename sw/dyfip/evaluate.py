@@ -77,8 +77,8 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
                                 errors={"exit": float((wrong & p.exited).mean()),
                                         "set_miss": float((run & ~hit).mean()),
                                         "stage_b": float((wrong & run & hit).mean())},
-                                mean_set_size=float(p.decision.set_sizes[~p.exited].mean()
-                                                    if (~p.exited).any() else 0.0),
+                                mean_set_size=float(p.decision.set_sizes[run].mean()
+                                                    if run.any() else 0.0),
                                 branch_top1=float((p.decision.branch_pred == y).mean()))
     return out
 

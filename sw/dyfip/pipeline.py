@@ -227,12 +227,12 @@ class Pipeline:
             if (budget, k) == (c.budget, c.k):
                 epochs, tuned = c.finetune_epochs, {"static_exit": models.static_exit,
                                                     "dyfip": models.dyfip}
+                table = self.table(models.base, k, budget)
             else:
                 epochs = c.sweep_finetune_epochs
-                _, tuned = self.finetune_all(models.base, budget, k, epochs,
-                                             ("static_exit", "dyfip"))
+                table, tuned = self.finetune_all(models.base, budget, k, epochs,
+                                                 ("static_exit", "dyfip"))
             ms = Models(models.base, models.static, tuned["static_exit"], tuned["dyfip"])
-            table = self.table(models.base, k, budget)
             for tau in sorted(set(c.sweep_tau) | {c.tau}):
                 r = evaluate_point(ms, table, self.data.test, k, tau, cost,
                                    ("early_exit", "static_exit", "dyfip"),

@@ -63,7 +63,7 @@ def subset_scores(importance: np.ndarray, subset: tuple[int, ...] | np.ndarray, 
     a from logit b on images of a: what matters for an argmax restricted to S.
     """
     imp = normalise(np.asarray(importance, dtype=np.float64))
-    s = sorted({int(c) for c in np.asarray(subset).ravel()})
+    s = set_key(subset)
     score = sum(imp[c, c] for c in s)
     if mode == "class":
         return score
@@ -127,8 +127,8 @@ class MaskTable:
                              f"{num_classes - 1} for {num_classes} classes")
         sets = [s for j in range(k, k_max + 1)
                 for s in itertools.combinations(range(num_classes), j)]
-        subsets = pad_sets(np.array([s + (s[-1],) * (k_max - len(s)) for s in sets],
-                                    dtype=np.int64), np.array([len(s) for s in sets]))
+        # combinations are sorted, so repeating the last class is pad_sets' canonical form
+        subsets = np.array([s + (s[-1],) * (k_max - len(s)) for s in sets], dtype=np.int64)
         masks, static = [], []
         for name, group in zip(names, group_sizes):
             imp = importance[name]
