@@ -136,20 +136,34 @@ def test_stage_b_graph_has_one_mask_input(hw_bundle, hw_model):
     assert ops.count("MaskedMVAU_rtl") == len(hw_model.prunable_layers)
 
 
-@pytest.mark.parametrize("kind", ["all", "random", "one", "none"])
-def test_folded_graphs_bit_exact_with_masks(hw_bundle, hw_model, digits, kind):
-    """FINN's execution of the folded graphs == PyTorch masked inference, integer-exact."""
+def _assert_bit_exact(bundle: Path, model, images: np.ndarray, masks: list[np.ndarray]):
+    """FINN's execution of the bundle's folded graphs == PyTorch masked inference."""
     from dyfip_hw.export import reference_integers
     from dyfip_hw.testing import finn_execute, generic_graphs
 
-    n = 12
-    images = digits.test.images[:n]
-    masks = _masks(hw_model, n, kind)
-    f_ref, l_ref = reference_integers(hw_model, images, masks)
-    feats, logits = finn_execute(generic_graphs(str(hw_bundle)), images.transpose(0, 2, 3, 1),
+    f_ref, l_ref = reference_integers(model, images, masks)
+    feats, logits = finn_execute(generic_graphs(str(bundle)), images.transpose(0, 2, 3, 1),
                                  np.concatenate(masks, axis=1))
     assert np.array_equal(feats, f_ref.transpose(0, 2, 3, 1))
     assert np.array_equal(logits, l_ref)
+
+
+@pytest.mark.parametrize("kind", ["all", "random", "one", "none"])
+def test_folded_graphs_bit_exact_with_masks(hw_bundle, hw_model, digits, kind):
+    """FINN's execution of the folded graphs == PyTorch masked inference, integer-exact."""
+    _assert_bit_exact(hw_bundle, hw_model, digits.test.images[:12], _masks(hw_model, 12, kind))
+
+
+def test_per_filter_weight_scales_bit_exact(digits):
+    """Per-filter weight scales (``weight_scaling="channel"``) fold into FINN's thresholds."""
+    from dyfip.model import load_checkpoint
+    from dyfip_hw.testing import calibrated_bundle
+
+    bundle = Path(calibrated_bundle(weight_scaling="channel"))
+    model = load_checkpoint(bundle / "model.pt")
+    scale = model.stage_b[0].conv.quant_weight().scale
+    assert scale.numel() == model.filters_per_layer[0] and scale.unique().numel() > 1
+    _assert_bit_exact(bundle, model, digits.test.images[:12], _masks(model, 12, "random"))
 
 
 @pytest.mark.slow

@@ -132,6 +132,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "k_max=10" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "x"), "--set", "set_mass=0"]) == 2
     assert "set_mass=0" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "weight_scaling=row"]) == 2
+    assert "weight_scaling='row'" in capsys.readouterr().err
 
 
 def test_cli_step_by_step(tmp_path):

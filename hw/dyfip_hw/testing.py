@@ -70,9 +70,10 @@ def calibrated_model(dataset: str = "digits", **changes):
     return model.eval()
 
 
-@functools.lru_cache(maxsize=1)
-def calibrated_bundle() -> str:
-    """A temporary bundle holding only a calibrated model.pt, built once per process."""
+@functools.lru_cache(maxsize=2)
+def calibrated_bundle(**changes) -> str:
+    """A temporary bundle holding only a calibrated model.pt (config ``changes`` to the
+    digits preset), built once per process."""
     import atexit
     import shutil
     import tempfile
@@ -81,6 +82,6 @@ def calibrated_bundle() -> str:
 
     out = Path(tempfile.mkdtemp(prefix="dyfip_hw_bundle_"))
     atexit.register(shutil.rmtree, out, True)
-    save_checkpoint(calibrated_model(), out / "model.pt")
+    save_checkpoint(calibrated_model(**changes), out / "model.pt")
     built_bundle(str(out))
     return str(out)

@@ -17,6 +17,9 @@ class ConvSpec:
     padding: int = 1
 
 
+WEIGHT_SCALINGS = ("tensor", "channel")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a DyFiP run needs; serialised into the bundle as ``config.json``."""
@@ -29,6 +32,7 @@ class Config:
     stage_b: tuple[ConvSpec, ...] = (ConvSpec(64), ConvSpec(64, pool=True))
     weight_bits: int = 4
     act_bits: int = 4
+    weight_scaling: str = "tensor"  # conv weight scales: "tensor" or "channel" (per filter)
     head_hidden: tuple[int, ...] = ()  # fully connected layers before the classifier
     branch_pool: int = 1  # branch = avg-pool(branch_pool) -> QuantLinear
     # training
@@ -97,6 +101,9 @@ class Config:
             raise ValueError(f"k={self.k} must be in 1..{num_classes - 1} for {num_classes} classes")
         if self.k_max and not self.k <= self.k_max < num_classes:
             raise ValueError(f"k_max={self.k_max} must be 0 or in {self.k}..{num_classes - 1}")
+        if self.weight_scaling not in WEIGHT_SCALINGS:
+            raise ValueError(f"weight_scaling={self.weight_scaling!r} must be one of "
+                             f"{WEIGHT_SCALINGS}")
         if not 0.0 < self.set_mass <= 1.0:
             raise ValueError(f"set_mass={self.set_mass} must be in (0, 1]")
         if not 0.0 < self.tau <= 1.0:
@@ -119,8 +126,10 @@ PRESETS: dict[str, Config] = {
         # stage A is ~10% of the MACs (DESIGN.md's prototype net)
         stage_a=(ConvSpec(16, pool=True), ConvSpec(32)),
         stage_b=(ConvSpec(64, pool=True), ConvSpec(64), ConvSpec(128, pool=True)),
+        weight_scaling="channel",
         epochs=14, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
-        budget=0.25, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,
+        # 0.3125: the most filters per layer that keeps the worst case <= 0.25x the MACs
+        budget=0.3125, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,
         sweep_tau=(0.8, 0.9, 0.95), sweep_k=(2,), sweep_budget=(0.125, 0.25),
     ),
     "cifar10": Config(

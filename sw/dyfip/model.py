@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from brevitas.core.scaling import ScalingImplType
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
-from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
+from brevitas.quant import (Int8WeightPerChannelFloat, Int8WeightPerTensorFloat,
+                            Uint8ActPerTensorFloat)
 from torch import nn
 
 from .config import Config, ConvSpec
@@ -26,14 +27,20 @@ class PixelQuant(Uint8ActPerTensorFloat):
     max_val = 1.0
 
 
+# conv weight quantizers by scale granularity: one scale per layer or per filter (FINN folds
+# either into the thresholds of the following activation)
+WEIGHT_QUANTS = {"tensor": Int8WeightPerTensorFloat, "channel": Int8WeightPerChannelFloat}
+
+
 class QuantConvBlock(nn.Module):
     """conv3x3 -> BN -> QuantReLU [-> maxpool 2x2]; ``mask`` zeroes whole filters."""
 
-    def __init__(self, in_channels: int, spec: ConvSpec, weight_bits: int, act_bits: int):
+    def __init__(self, in_channels: int, spec: ConvSpec, weight_bits: int, act_bits: int,
+                 weight_scaling: str = "tensor"):
         super().__init__()
         self.spec = spec
         self.conv = QuantConv2d(in_channels, spec.out_channels, 3, padding=spec.padding,
-                                bias=False, weight_quant=Int8WeightPerTensorFloat,
+                                bias=False, weight_quant=WEIGHT_QUANTS[weight_scaling],
                                 weight_bit_width=weight_bits)
         self.bn = nn.BatchNorm2d(spec.out_channels)
         self.act = QuantReLU(bit_width=act_bits, act_quant=Uint8ActPerTensorFloat)
@@ -60,7 +67,7 @@ class DyFiPNet(nn.Module):
         self.geometry: list[LayerGeometry] = []
         blocks_a = []
         for i, spec in enumerate(config.stage_a):
-            blocks_a.append(QuantConvBlock(channels, spec, wb, ab))
+            blocks_a.append(QuantConvBlock(channels, spec, wb, ab, config.weight_scaling))
             channels, size = self._record(f"stage_a.{i}", "a", channels, spec, size)
         self.stage_a = nn.Sequential(*blocks_a)
         self.feature_shape = (channels, size, size)
@@ -76,7 +83,7 @@ class DyFiPNet(nn.Module):
                                            pooled * pooled, 1))
         blocks_b = []
         for i, spec in enumerate(config.stage_b):
-            blocks_b.append(QuantConvBlock(channels, spec, wb, ab))
+            blocks_b.append(QuantConvBlock(channels, spec, wb, ab, config.weight_scaling))
             channels, size = self._record(f"stage_b.{i}", "b", channels, spec, size)
         self.stage_b = nn.ModuleList(blocks_b)
         head: list[nn.Module] = [nn.Flatten()]
