@@ -49,7 +49,7 @@ class Config:
     k_max: int = 0  # > k: adaptive sets of k..k_max classes holding set_mass (0: always k)
     set_mass: float = 0.95  # branch probability an adaptive candidate set must hold
     tau: float = 0.9
-    budget: float = 0.125
+    budget: float = 0.1875
     group_size: int = 0  # mask granularity; 0: the PE of each layer in the board's folding
     board: str = "Pynq-Z2"  # FINN folding for cycles and mask groups ("none": default folding)
     permute: bool = True  # cluster co-important filters into PE groups (function unchanged)
@@ -59,7 +59,7 @@ class Config:
     # evaluation sweep (empty: only the main point)
     sweep_tau: tuple[float, ...] = (0.7, 0.8, 0.9, 0.95, 0.99)
     sweep_k: tuple[int, ...] = (2, 3)
-    sweep_budget: tuple[float, ...] = (0.0625, 0.125, 0.25)
+    sweep_budget: tuple[float, ...] = (0.125, 0.1875, 0.25)
     sweep_finetune_epochs: int = 10  # per (budget, k) sweep point, same for each method
     # default folding for the first cycle estimate: (PE, SIMD) caps per layer
     default_pe: int = 4
