@@ -19,6 +19,8 @@ def test_bundle_has_every_artifact(tiny_bundle):
                  "pareto.png"):
         assert (tiny_bundle / name).stat().st_size > 0, name
     assert not list(tiny_bundle.glob(".*.tmp*")), "temporary files left behind"
+    history = json.loads((tiny_bundle / "train_history.json").read_text())
+    assert history[-1]["epoch"] == "bn_recalibrated"  # the quick preset re-estimates BN
 
 
 def test_report_contract(tiny_bundle):

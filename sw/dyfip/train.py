@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from .config import Config
@@ -83,8 +84,28 @@ def train_joint(model: DyFiPNet, data: Dataset, config: Config) -> list[dict]:
             total += loss.item() * len(y)
         history.append({"epoch": epoch, "loss": total / len(data.train),
                         "val_accuracy": accuracy(model, data.val)})
+    if config.recalibrate_bn:
+        recalibrate_batchnorm(model, data.train, config.batch_size)
+        history.append({"epoch": "bn_recalibrated", "val_accuracy": accuracy(model, data.val)})
     model.eval()
     return history
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: DyFiPNet, split: Split, batch_size: int = 512) -> None:
+    """Re-estimate every BatchNorm's running statistics as the average over the batches of
+    ``split`` (unaugmented, one pass); after training they mostly reflect the last batches."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    model.train()
+    for x, _ in batches(split, batch_size, None):
+        model(x)
+    for bn, momentum in zip(norms, momenta):
+        bn.momentum = momentum
+    model.eval()
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor,
