@@ -102,6 +102,9 @@ class Config:
             raise ValueError(f"k={self.k} must be in 1..{num_classes - 1} for {num_classes} classes")
         if self.k_max and not self.k <= self.k_max < num_classes:
             raise ValueError(f"k_max={self.k_max} must be 0 or in {self.k}..{num_classes - 1}")
+        for name in ("flip", "recalibrate_bn", "permute"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.weight_scaling not in WEIGHT_SCALINGS:
             raise ValueError(f"weight_scaling={self.weight_scaling!r} must be one of "
                              f"{WEIGHT_SCALINGS}")

@@ -53,14 +53,13 @@ def adaptive_sizes(probs_ranked: np.ndarray, k: int, k_max: int, mass: float) ->
     return np.clip(reached, k, k_max)
 
 
-def rank_classes(branch_logits: np.ndarray, k: int, k_max: int | None, set_mass: float
+def rank_classes(branch_logits: np.ndarray, k: int, k_max: int, set_mass: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Classes by falling branch logit (ties: lower index), their probabilities in that
     order, and each image's candidate-set size (:func:`adaptive_sizes`)."""
     logits = np.asarray(branch_logits, dtype=np.float64)
     if logits.ndim != 2:
         raise ValueError(f"branch logits must be (N, classes); got shape {logits.shape}")
-    k_max = k if k_max is None else k_max
     if not 1 <= k <= k_max <= logits.shape[1]:
         raise ValueError(f"k={k}, k_max={k_max} must satisfy 1 <= k <= k_max <= "
                          f"{logits.shape[1]} classes")
@@ -76,8 +75,8 @@ def decide(branch_logits: np.ndarray, k: int, tau: float, k_max: int | None = No
 
     Ties are broken toward the lower class index, as ``argmax`` does.
     """
-    order, ranked, sizes = rank_classes(branch_logits, k, k_max, set_mass)
     k_max = k if k_max is None else k_max
+    order, ranked, sizes = rank_classes(branch_logits, k, k_max, set_mass)
     return Decision(exit=ranked[:, 0] >= tau, branch_pred=order[:, 0],
                     subsets=pad_sets(order[:, :k_max], sizes), confidence=ranked[:, 0])
 
@@ -89,8 +88,8 @@ def sets_with_label(branch_logits: np.ndarray, labels: np.ndarray, k: int,
     label is missing it replaces the set's last-ranked class. With ``rng`` each set is at
     least a uniformly drawn size in ``k..k_max``, so that the larger sets, rare on
     training images the branch knows well, are trained too."""
-    order, _, sizes = rank_classes(branch_logits, k, k_max, set_mass)
     k_max = k if k_max is None else k_max
+    order, _, sizes = rank_classes(branch_logits, k, k_max, set_mass)
     if rng is not None:
         sizes = np.maximum(sizes, rng.integers(k, k_max + 1, len(sizes)))
     top = order[:, :k_max].copy()

@@ -85,7 +85,7 @@ def train_joint(model: DyFiPNet, data: Dataset, config: Config) -> list[dict]:
         history.append({"epoch": epoch, "loss": total / len(data.train),
                         "val_accuracy": accuracy(model, data.val)})
     if config.recalibrate_bn:
-        recalibrate_batchnorm(model, data.train, config.batch_size)
+        recalibrate_batchnorm(model, data.train)
         history.append({"epoch": "bn_recalibrated", "val_accuracy": accuracy(model, data.val)})
     model.eval()
     return history
