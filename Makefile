@@ -14,7 +14,7 @@ BUNDLE ?= $(DEMO_DIR)
 PYTEST_ARGS ?=
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all env board-env demo bench bench-seeds test test-host test-board hil estimate bitstream \
+.PHONY: all env board-env demo demo-seeds bench bench-seeds test test-host test-board hil estimate bitstream \
         deploy lint-rtl clean fashion-mnist
 
 all: demo
@@ -42,6 +42,12 @@ board-env: $(BOARD_VENV)/.stamp
 demo: env
 	$(VENV)/bin/dyfip run --dataset digits --seed $(SEED) --out $(DEMO_DIR) $(if $(BOARD),--board $(BOARD))
 
+SEEDS ?= 0 1 2
+demo-seeds: env
+	for s in $(SEEDS); do $(VENV)/bin/dyfip run --dataset digits --seed $$s --out build/demo-seed$$s \
+	  --no-sweep $(if $(BOARD),--board $(BOARD)) || exit 1; done
+	$(VENV)/bin/dyfip aggregate $(foreach s,$(SEEDS),build/demo-seed$(s)/report.json) --out build/demo-seeds.json
+
 fashion-mnist:
 	@if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || [ -n "$(DATA_DIR)" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
@@ -51,7 +57,6 @@ bench: env fashion-mnist
 	$(VENV)/bin/dyfip run --dataset fashion-mnist --seed $(SEED) --out $(BENCH_DIR) $(if $(BOARD),--board $(BOARD)) \
 	  $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-SEEDS ?= 0 1 2
 bench-seeds: env fashion-mnist
 	for s in $(SEEDS); do $(MAKE) --no-print-directory bench SEED=$$s BENCH_DIR=build/bench-seed$$s || exit 1; done
 	$(VENV)/bin/dyfip aggregate $(foreach s,$(SEEDS),build/bench-seed$(s)/report.json) --out build/bench-seeds.json
