@@ -43,10 +43,14 @@ demo: env
 	$(VENV)/bin/dyfip run --dataset digits --seed $(SEED) --out $(DEMO_DIR) $(if $(BOARD),--board $(BOARD))
 
 SEEDS ?= 0 1 2
+# $(call aggregate_seeds,PREFIX): mean +- s.e. and per-seed table of build/PREFIX-seedN
+aggregate_seeds = $(VENV)/bin/dyfip aggregate $(foreach s,$(SEEDS),build/$(1)-seed$(s)/report.json) \
+	--out build/$(1)-seeds.json
+
 demo-seeds: env
 	for s in $(SEEDS); do $(VENV)/bin/dyfip run --dataset digits --seed $$s --out build/demo-seed$$s \
 	  --no-sweep $(if $(BOARD),--board $(BOARD)) || exit 1; done
-	$(VENV)/bin/dyfip aggregate $(foreach s,$(SEEDS),build/demo-seed$(s)/report.json) --out build/demo-seeds.json
+	$(call aggregate_seeds,demo)
 
 fashion-mnist:
 	@if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || [ -n "$(DATA_DIR)" ]; then :; \
@@ -59,7 +63,7 @@ bench: env fashion-mnist
 
 bench-seeds: env fashion-mnist
 	for s in $(SEEDS); do $(MAKE) --no-print-directory bench SEED=$$s BENCH_DIR=build/bench-seed$$s || exit 1; done
-	$(VENV)/bin/dyfip aggregate $(foreach s,$(SEEDS),build/bench-seed$(s)/report.json) --out build/bench-seeds.json
+	$(call aggregate_seeds,bench)
 
 # ---- tests --------------------------------------------------------------------------
 # One quick bundle (the whole flow on digits at smoke-test sizes, accelerator included),

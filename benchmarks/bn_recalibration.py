@@ -3,8 +3,9 @@
     python benchmarks/bn_recalibration.py build/bench build/bench-seed1 [--out FILE.json]
 
 Loads each bundle's base.pt (the QAT network, before any pruning), re-estimates its
-BatchNorm statistics on the training split (``dyfip.train.recalibrate_batchnorm``, what
-``--set recalibrate_bn=true`` does at the end of training) and prints both accuracies.
+BatchNorm statistics on the training split (``dyfip.train.recalibrate_batchnorm``,
+what training does at its end unless ``--set recalibrate_bn=false``) and prints both
+accuracies: for bundles trained without it, or to check that a re-estimated one is stable.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def test_mean_and_standard_error(tmp_path):
     assert out["seeds"] == [0, 1, 2]
     assert out["margin_vs_static_exit"]["mean"] == pytest.approx(0.02)
     assert out["margin_vs_static_exit"]["se"] == pytest.approx(0.01 / 3 ** 0.5)
-    assert [run["dyfip"] for run in out["per_run"]] == pytest.approx([0.91, 0.92, 0.93])
+    assert out["dyfip"]["accuracy"]["values"] == pytest.approx([0.91, 0.92, 0.93])
     text = format_summary(out)
     assert "+2.00" in text  # mean margin
     assert "   2   90.00       90.00   93.00   +3.00  -3.00" in text  # seed 2's row

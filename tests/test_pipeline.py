@@ -20,7 +20,7 @@ def test_bundle_has_every_artifact(tiny_bundle):
         assert (tiny_bundle / name).stat().st_size > 0, name
     assert not list(tiny_bundle.glob(".*.tmp*")), "temporary files left behind"
     history = json.loads((tiny_bundle / "train_history.json").read_text())
-    assert history[-1]["epoch"] == "bn_recalibrated"  # the quick preset re-estimates BN
+    assert history[-1]["epoch"] == "bn_recalibrated"  # BN re-estimated (the default)
 
 
 def test_report_contract(tiny_bundle):

@@ -29,10 +29,6 @@ def aggregate(reports: list[Path]) -> dict:
         raise ValueError(f"reports mix data sets {sorted(datasets)}")
     out = {"runs": [str(p) for p in reports], "seeds": [r["params"]["seed"] for r in runs],
            "dataset": datasets.pop()}
-    # the targets hold per seed, not on average: keep every run's figures side by side
-    out["per_run"] = [{"seed": r["params"]["seed"],
-                       **{m: r[m]["accuracy"] for m in ("full", "static_exit", "dyfip")}}
-                      for r in runs]
     for m in METHODS:
         out[m] = {f: mean_se([r[m][f] for r in runs]) for f in FIELDS}
     out["margin_vs_static_exit"] = mean_se([r["margin_vs_static_exit"] for r in runs])
@@ -44,10 +40,12 @@ def format_summary(summary: dict) -> str:
     lines = [f"{summary['dataset']}: {len(summary['runs'])} runs, seeds {summary['seeds']}",
              f"{'seed':>4s} {'full':>7s} {'static_exit':>11s} {'dyfip':>7s} {'margin':>7s} "
              f"{'gap':>6s}"]
-    for run in summary["per_run"]:
-        full, se, dy = (100 * run[m] for m in ("full", "static_exit", "dyfip"))
-        lines.append(f"{run['seed']:>4} {full:7.2f} {se:11.2f} {dy:7.2f} {dy - se:+7.2f} "
-                     f"{full - dy:6.2f}")
+    # the targets hold per seed, not on average: every run's figures side by side
+    columns = [summary[m]["accuracy"]["values"] for m in ("full", "static_exit", "dyfip")]
+    columns += [summary[f]["values"] for f in ("margin_vs_static_exit", "gap_to_full")]
+    for seed, full, static_exit, dyfip, margin, gap in zip(summary["seeds"], *columns):
+        lines.append(f"{seed:>4} {100 * full:7.2f} {100 * static_exit:11.2f} {100 * dyfip:7.2f} "
+                     f"{100 * margin:+7.2f} {100 * gap:6.2f}")
     lines.append(f"{'method':12s} {'accuracy':>17s} {'cycles avg':>11s} {'cycles worst':>13s}")
     for m in METHODS:
         a, ca, cw = (summary[m][f] for f in ("accuracy", "cycles_avg_ratio",

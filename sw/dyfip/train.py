@@ -94,13 +94,16 @@ def train_joint(model: DyFiPNet, data: Dataset, config: Config) -> list[dict]:
 @torch.no_grad()
 def recalibrate_batchnorm(model: DyFiPNet, split: Split, batch_size: int = 512) -> None:
     """Re-estimate every BatchNorm's running statistics as the average over the batches of
-    ``split`` (unaugmented, one pass); after training they mostly reflect the last batches."""
+    ``split`` (unaugmented, one pass); after training they mostly reflect the last batches.
+    Only the BatchNorms run in training mode, so nothing else (e.g. a quantizer still
+    collecting its scale statistics) changes."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in norms]
+    model.eval()
     for bn in norms:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average
-    model.train()
+        bn.train()
     for x, _ in batches(split, batch_size, None):
         model(x)
     for bn, momentum in zip(norms, momenta):
