@@ -33,6 +33,7 @@ class Config:
     weight_bits: int = 4
     act_bits: int = 4
     weight_scaling: str = "tensor"  # conv weight scales: "tensor" or "channel" (per filter)
+    edge_weight_bits: int = 0  # weights of the first conv and the classifier (0: weight_bits)
     head_hidden: tuple[int, ...] = ()  # fully connected layers before the classifier
     branch_pool: int = 1  # branch = avg-pool(branch_pool) -> QuantLinear
     # training
@@ -105,6 +106,9 @@ class Config:
         for name in ("flip", "recalibrate_bn", "permute"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
+        if self.edge_weight_bits and not 2 <= self.edge_weight_bits <= 8:
+            raise ValueError(f"edge_weight_bits={self.edge_weight_bits} must be 0 (weight_bits) "
+                             "or in 2..8")
         if self.weight_scaling not in WEIGHT_SCALINGS:
             raise ValueError(f"weight_scaling={self.weight_scaling!r} must be one of "
                              f"{WEIGHT_SCALINGS}")
@@ -130,7 +134,7 @@ PRESETS: dict[str, Config] = {
         # stage A is ~10% of the MACs (DESIGN.md's prototype net)
         stage_a=(ConvSpec(16, pool=True), ConvSpec(32)),
         stage_b=(ConvSpec(64, pool=True), ConvSpec(64), ConvSpec(128, pool=True)),
-        weight_scaling="channel",
+        weight_scaling="channel", edge_weight_bits=8,
         epochs=16, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
         # 0.3125: the most filters per layer that keeps the worst case <= 0.25x the MACs
         budget=0.3125, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,

@@ -62,12 +62,14 @@ class DyFiPNet(nn.Module):
         self.in_shape = tuple(in_shape)
         self.num_classes = num_classes
         wb, ab = config.weight_bits, config.act_bits
+        edge_wb = config.edge_weight_bits or wb
         self.input_quant = QuantIdentity(act_quant=PixelQuant, return_quant_tensor=False)
         channels, size = in_shape[0], in_shape[1]
         self.geometry: list[LayerGeometry] = []
         blocks_a = []
         for i, spec in enumerate(config.stage_a):
-            blocks_a.append(QuantConvBlock(channels, spec, wb, ab, config.weight_scaling))
+            blocks_a.append(QuantConvBlock(channels, spec, edge_wb if i == 0 else wb, ab,
+                                           config.weight_scaling))
             channels, size = self._record(f"stage_a.{i}", "a", channels, spec, size)
         self.stage_a = nn.Sequential(*blocks_a)
         self.feature_shape = (channels, size, size)
@@ -95,7 +97,7 @@ class DyFiPNet(nn.Module):
             self.geometry.append(LayerGeometry(f"head.{j}", "b", width // kk, hidden, kk, 1))
             width, kk = hidden, 1
         head.append(QuantLinear(width, num_classes, bias=False,
-                                weight_quant=Int8WeightPerTensorFloat, weight_bit_width=wb))
+                                weight_quant=Int8WeightPerTensorFloat, weight_bit_width=edge_wb))
         self.geometry.append(LayerGeometry("classifier", "b", width // kk, num_classes, kk, 1))
         self.head = nn.Sequential(*head)
 
