@@ -154,15 +154,20 @@ def test_folded_graphs_bit_exact_with_masks(hw_bundle, hw_model, digits, kind):
     _assert_bit_exact(hw_bundle, hw_model, digits.test.images[:12], _masks(hw_model, 12, kind))
 
 
-def test_per_filter_weight_scales_bit_exact(digits):
-    """Per-filter weight scales (``weight_scaling="channel"``) fold into FINN's thresholds."""
+@pytest.mark.parametrize("edge_weight_bits", [0, 8])
+def test_per_filter_weight_scales_bit_exact(digits, edge_weight_bits):
+    """Per-filter weight scales (``weight_scaling="channel"``) fold into FINN's thresholds;
+    with ``edge_weight_bits=8`` (the Fashion preset) the first conv and the classifier have
+    8-bit weights and stay exact."""
     from dyfip.model import load_checkpoint
     from dyfip_hw.testing import calibrated_bundle
 
-    bundle = Path(calibrated_bundle(weight_scaling="channel"))
+    bundle = Path(calibrated_bundle(weight_scaling="channel", edge_weight_bits=edge_weight_bits))
     model = load_checkpoint(bundle / "model.pt")
     scale = model.stage_b[0].conv.quant_weight().scale
     assert scale.numel() == model.filters_per_layer[0] and scale.unique().numel() > 1
+    edge_bits = [int(m.quant_weight().bit_width) for m in (model.stage_a[0].conv, model.head[-1])]
+    assert edge_bits == [edge_weight_bits or model.config.weight_bits] * 2
     _assert_bit_exact(bundle, model, digits.test.images[:12], _masks(model, 12, "random"))
 
 

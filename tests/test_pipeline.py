@@ -138,6 +138,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "weight_scaling='row'" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "x"), "--set", "recalibrate_bn=yes"]) == 2
     assert "recalibrate_bn='yes' must be true or false" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "edge_weight_bits=16"]) == 2
+    assert "edge_weight_bits=16 must be 0" in capsys.readouterr().err
 
 
 def test_cli_step_by_step(tmp_path):
