@@ -200,7 +200,8 @@ class Pipeline:
                             "permuted": c.permute and c.board != "none",
                             "xai_method": c.xai_method, "importance_mode": c.importance_mode,
                             "finetune_epochs": c.finetune_epochs, "epochs": c.epochs,
-                            "weight_bits": c.weight_bits, "act_bits": c.act_bits}
+                            "weight_bits": c.weight_bits, "act_bits": c.act_bits,
+                            "edge_weight_bits": c.edge_weight_bits or c.weight_bits}
         report["test_images"] = len(self.data.test)
         report["margin_vs_static_exit"] = main["dyfip"]["accuracy"] - main["static_exit"]["accuracy"]
         if self.path(PERMUTATION).exists():

@@ -26,13 +26,19 @@ def summary(report: dict) -> str:
         for m, r in ((m, report[m]) for m in METHODS))
 
 
+def _weights(params: dict) -> str:
+    bits, edge = params["weight_bits"], params.get("edge_weight_bits", params["weight_bits"])
+    return (f"{bits}-bit weights" if edge == bits
+            else f"{bits}-bit weights ({edge}-bit in the first conv and the classifier)")
+
+
 def write_report(report: dict, path: str | Path) -> None:
     p = report["params"]
     d = report["dyfip"]
     lines = [
         f"# DyFiP report: {p['dataset']} (seed {p['seed']})", "",
         f"k={p['k']}, tau={p['tau']}, budget={p['budget']}, mask groups {p['group_sizes']}, "
-        f"{p['weight_bits']}-bit weights / {p['act_bits']}-bit activations, importance "
+        f"{_weights(p)} / {p['act_bits']}-bit activations, importance "
         f"{p['xai_method']} ({p['importance_mode']}), {p['finetune_epochs']} fine-tuning epochs "
         f"per pruned method; {report['test_images']} test images.", "",
         f"Costs are ratios to the full network in the same run: MACs, and modelled cycles of "
