@@ -67,6 +67,24 @@ def test_permutation_reduces_enabled_folds(perm_setup):
     assert perm["mean_stage_b_cycles"] < base["mean_stage_b_cycles"]
 
 
+def test_block_level_clustering_keeps_groups_and_gathers_classes():
+    from dyfip_hw.permute import cluster_permutation
+
+    rng = np.random.default_rng(0)
+    owner = rng.permutation(np.repeat(np.arange(4), 8))  # 32 filters, 8 per class
+    imp = rng.random((4, 32)) * 0.01
+    imp[owner, np.arange(32)] += 1.0
+    grouped = cluster_permutation(imp, 2)
+    blocked = cluster_permutation(imp, 2, 8)
+    assert sorted(blocked) == list(range(32))
+    assert {tuple(g) for g in grouped.reshape(-1, 2)} == {tuple(g) for g in
+                                                          blocked.reshape(-1, 2)}
+    classes_per_block = lambda p: np.mean([len(set(b)) for b in owner[p].reshape(-1, 8)])  # noqa: E731
+    assert classes_per_block(blocked) == 1 < classes_per_block(grouped)
+    with pytest.raises(ValueError, match="block size 6 must be a multiple of group size 4"):
+        cluster_permutation(imp, 4, 6)
+
+
 def test_permutation_bad_input(perm_setup):
     from dyfip_hw.permute import cluster_permutation, permute_model
 

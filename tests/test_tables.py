@@ -98,3 +98,53 @@ def test_adaptive_table_holds_every_set_of_k_to_k_max_classes(tmp_path):
     bad.save(tmp_path / "bad.npz")
     with pytest.raises(TableError, match="not distinct sorted"):
         MaskTable.load(tmp_path / "bad.npz")
+
+
+def test_block_constraint_puts_every_mask_in_the_fewest_blocks(tmp_path):
+    free = MaskTable.build(_importance(filters=(32, 8)), k=2, budget=0.25, group_sizes=[2, 2],
+                           model_hash="h")
+    t = MaskTable.build(_importance(filters=(32, 8)), k=2, budget=0.25, group_sizes=[2, 2],
+                        model_hash="h", block_sizes=[8, 2])
+    blocks = lambda m: m.reshape(len(m), -1, 8).any(axis=2).sum(axis=1)  # noqa: E731
+    assert blocks(free.masks[0]).max() > 1  # unconstrained masks spread over blocks
+    assert (blocks(t.masks[0]) == 1).all() and blocks(t.static_masks[0][None])[0] == 1
+    assert (t.masks[0].sum(axis=1) == 8).all()  # same budget
+    assert np.array_equal(t.masks[1], free.masks[1])  # block == group: no constraint
+    t.save(tmp_path / "t.npz")
+    assert MaskTable.load(tmp_path / "t.npz").block_sizes == [8, 2]
+    t.masks[0][0] = np.arange(32) % 8 < 1  # 4 filters in 4 blocks
+    t.save(tmp_path / "bad.npz")
+    with pytest.raises(TableError, match="masks in 4 blocks of 8 filters; its budget allows 1"):
+        MaskTable.load(tmp_path / "bad.npz")
+    with pytest.raises(TableError, match="block size 6 must be a multiple of group size 4"):
+        select_mask(np.ones(24), 0.25, 4, 6)
+
+
+def test_block_constraint_picks_the_block_with_the_best_groups():
+    scores = np.array([5.0, 0, 0, 0, 3, 3, 0, 0])  # best single group in block 0
+    assert np.flatnonzero(select_mask(scores, 0.25, 1, 4)).tolist() == [4, 5]
+    assert np.flatnonzero(select_mask(scores, 0.25, 1)).tolist() == [0, 4]
+
+
+def test_block_constraint_makes_every_mask_cost_the_same_cycles():
+    from dyfip.costs import CostModel, LayerGeometry
+
+    geo = [LayerGeometry("a0", "a", 1, 8, 9, 64), LayerGeometry("br", "branch", 8, 4, 4, 1),
+           LayerGeometry("b0", "b", 8, 32, 9, 16, prunable=True),
+           LayerGeometry("b1", "b", 32, 16, 9, 16, prunable=True)]
+    layers = [{"layer": "b0", "op": "MaskedMVAU", "MH": 32, "MW": 72, "PE": 2, "SIMD": 8,
+               "KK": 9, "pixels": 16, "cycles": 16 * 16 * 9},
+              {"layer": "b1", "op": "MaskedMVAU", "MH": 16, "MW": 288, "PE": 2, "SIMD": 8,
+               "KK": 9, "pixels": 16, "cycles": 16 * 8 * 36}]
+    cm = CostModel.from_folding(geo, 4, 4, {"stages": {"stage_a": {"layers": []},
+                                                       "stage_b": {"layers": layers}}})
+    assert (cm.group_sizes, cm.block_sizes) == ([2, 2], [8, 2])
+    cycles = {}
+    for name, blocks in (("free", None), ("blocks", cm.block_sizes)):
+        t = MaskTable.build(_importance(filters=(32, 16)), k=2, budget=0.25,
+                            group_sizes=cm.group_sizes, model_hash="h", block_sizes=blocks)
+        cycles[name] = [cm.stage_b([m[i] for m in t.masks]).cycles
+                        for i in range(len(t.subsets))]
+        cycles[name + "_static"] = cm.stage_b(t.static_masks).cycles
+    assert set(cycles["blocks"]) == {cycles["blocks_static"]}  # worst case == any mask
+    assert max(cycles["free"]) > max(cycles["blocks"])

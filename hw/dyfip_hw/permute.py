@@ -33,27 +33,40 @@ def class_profiles(importance: np.ndarray) -> np.ndarray:
     return imp / np.where(imp.sum(1, keepdims=True) > 0, imp.sum(1, keepdims=True), 1.0)
 
 
-def cluster_permutation(importance: np.ndarray, group: int) -> np.ndarray:
-    """Filter order in which consecutive ``group``-sized blocks share important classes.
-
-    Greedy: the most important unassigned filter seeds a group, which is filled with the
-    unassigned filters whose class profiles are most similar (cosine). Returns ``perm`` with
-    ``new_filter[i] = old_filter[perm[i]]``.
-    """
-    prof = class_profiles(importance).T  # (F, C)
-    f = len(prof)
-    if group < 1 or f % group:
-        raise ValueError(f"group size {group} does not divide {f} filters")
+def _greedy_clusters(prof: np.ndarray, size: int) -> np.ndarray:
+    """Order of the rows of ``prof`` (items x classes) in consecutive clusters of ``size``:
+    the most important unassigned item seeds a cluster, filled with the unassigned items of
+    the most similar class profiles (cosine)."""
     unit = prof / np.maximum(np.linalg.norm(prof, axis=1, keepdims=True), 1e-12)
     left = list(np.argsort(-prof.max(axis=1), kind="stable"))
     order: list[int] = []
     while left:
         seed = left.pop(0)
         sim = unit[left] @ unit[seed] if left else np.zeros(0)
-        take = [left[i] for i in np.argsort(-sim, kind="stable")[: group - 1]]
+        take = [left[i] for i in np.argsort(-sim, kind="stable")[: size - 1]]
         order += [seed, *take]
         left = [i for i in left if i not in set(take)]
     return np.asarray(order, dtype=np.int64)
+
+
+def cluster_permutation(importance: np.ndarray, group: int, block: int = 0) -> np.ndarray:
+    """Filter order in which consecutive ``group``-sized groups share important classes and,
+    with ``block`` (a multiple of ``group``), consecutive blocks of groups do too.
+
+    Returns ``perm`` with ``new_filter[i] = old_filter[perm[i]]``.
+    """
+    prof = class_profiles(importance).T  # (F, C)
+    f = len(prof)
+    if group < 1 or f % group:
+        raise ValueError(f"group size {group} does not divide {f} filters")
+    order = _greedy_clusters(prof, group)
+    if block > group:
+        if block % group or f % block:
+            raise ValueError(f"block size {block} must be a multiple of group size {group} "
+                             f"dividing {f} filters")
+        groups = order.reshape(-1, group)
+        order = groups[_greedy_clusters(prof[groups].sum(axis=1), block // group)].ravel()
+    return order
 
 
 @torch.no_grad()
@@ -99,10 +112,13 @@ def permute_importance(importance: Mapping[str, np.ndarray], perms: Mapping[str,
             for k, v in importance.items()}
 
 
-def permutations(importance: Mapping[str, np.ndarray], group_sizes: Mapping[str, int]
-                 ) -> dict[str, np.ndarray]:
-    """One clustering permutation per layer; ``group_sizes`` from estimates.json (PE)."""
-    return {name: cluster_permutation(importance[name], int(group_sizes[name]))
+def permutations(importance: Mapping[str, np.ndarray], group_sizes: Mapping[str, int],
+                 block_sizes: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """One clustering permutation per layer; ``group_sizes`` from estimates.json (PE),
+    ``block_sizes`` from :func:`dyfip.costs.mask_block_sizes` (default: no blocks)."""
+    blocks = block_sizes or {}
+    return {name: cluster_permutation(importance[name], int(group_sizes[name]),
+                                      int(blocks.get(name, 0)))
             for name in group_sizes}
 
 
@@ -146,11 +162,13 @@ def fold_gain(importance: Mapping[str, np.ndarray], estimates: dict, budget: flo
 
 
 def apply_permutation(model, importance: Mapping[str, np.ndarray],
-                      group_sizes: Mapping[str, int]) -> tuple[object, dict, dict]:
+                      group_sizes: Mapping[str, int],
+                      block_sizes: Mapping[str, int] | None = None
+                      ) -> tuple[object, dict, dict]:
     """Pipeline hook: (permuted model, permuted importance, perms) for PE-group tables.
 
     Run after ``explain`` and before ``tables`` / mask-aware fine-tuning; ``group_sizes`` is
     ``estimates["group_size"]`` of a ``dyfip build --estimate``.
     """
-    perms = permutations(importance, group_sizes)
+    perms = permutations(importance, group_sizes, block_sizes)
     return permute_model(model, perms), permute_importance(importance, perms), perms

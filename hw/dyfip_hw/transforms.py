@@ -178,8 +178,9 @@ def check_folding(name: str, inst) -> None:
 
 def expected_masked_cycles(mh: int, ch: int, kk: int, pe: int, simd: int, keep: float,
                            inputs_masked: bool) -> int:
-    """Per-pixel cycles of a MaskedMVAU at the table budget ``keep`` (whole PE groups kept,
-    co-important filters clustered by the permutation, so enabled lanes are contiguous)."""
+    """Per-pixel cycles of a MaskedMVAU at the table budget ``keep``: whole PE groups kept,
+    its enabled input channels in the fewest SIMD blocks (the tables' block constraint), so
+    every mask of a table costs what contiguous enabled lanes cost."""
     from dyfip.kernels import Folding, masked_mvau_cycles
     from dyfip.tables import keep_count
 

@@ -55,6 +55,24 @@ def describe_layers(layers: list[LayerGeometry], pe_cap: int, simd_cap: int) -> 
     return {"layers": out}
 
 
+def masked_layers(stage: dict) -> list[dict]:
+    """The filter-enable layers of a stage description, in order."""
+    return [la for la in stage["layers"] if la["op"] == "MaskedMVAU"]
+
+
+def mask_block_sizes(stage: dict) -> list[int]:
+    """Per filter-enable layer, the filters one input fold (SIMD channels) of the next
+    filter-enable layer reads: masks confined to the fewest such blocks let that layer skip
+    the same number of input folds for every mask. The PE (no constraint) where SIMD is not
+    a multiple of it, and for the last layer."""
+    layers = masked_layers(stage)
+    blocks = []
+    for la, nxt in zip(layers, layers[1:] + [None]):
+        simd = nxt["SIMD"] if nxt is not None else la["PE"]
+        blocks.append(simd if simd % la["PE"] == 0 and la["MH"] % simd == 0 else la["PE"])
+    return blocks
+
+
 @dataclass(frozen=True)
 class PathCost:
     macs: int
@@ -109,7 +127,12 @@ class CostModel:
     @property
     def group_sizes(self) -> list[int]:
         """Mask granularity: the PE of every prunable layer."""
-        return [la["PE"] for la in self.stages["stage_b"]["layers"] if la["op"] == "MaskedMVAU"]
+        return [la["PE"] for la in masked_layers(self.stages["stage_b"])]
+
+    @property
+    def block_sizes(self) -> list[int]:
+        """Mask blocks of every prunable layer (see :func:`mask_block_sizes`)."""
+        return mask_block_sizes(self.stages["stage_b"])
 
     def stage_b(self, masks: list[np.ndarray] | None = None) -> PathCost:
         """Stage B (and head) with one bool mask per prunable layer (None: all enabled).

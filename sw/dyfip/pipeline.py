@@ -16,7 +16,7 @@ from rich.console import Console
 
 from . import bundle
 from .config import Config
-from .costs import CostModel
+from .costs import CostModel, mask_block_sizes, masked_layers
 from .data import Dataset, load_dataset
 from .evaluate import METHODS, Models, evaluate_point, plot_pareto, with_ratios
 from .explain import compute_importance, plot_importance
@@ -117,7 +117,10 @@ class Pipeline:
             return
         imp = self.importance()
         before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
-        base, imp, perms = apply_permutation(base, imp, est["group_size"])
+        stage_b = est["stages"]["stage_b"]
+        blocks = dict(zip((la["layer"] for la in masked_layers(stage_b)),
+                          mask_block_sizes(stage_b)))
+        base, imp, perms = apply_permutation(base, imp, est["group_size"], blocks)
         base.config = c  # the run's settings (budget) travel with the weights
         after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
         save_checkpoint(base, self.path(BASE))
@@ -135,9 +138,12 @@ class Pipeline:
     def table(self, model: DyFiPNet, k: int, budget: float) -> MaskTable:
         """Masks for every candidate set at ``budget``, bound to ``model``'s weights."""
         c = self.config
-        groups = c.group_size or self.cost_model(model).group_sizes
+        cost = self.cost_model(model)
+        groups = c.group_size or cost.group_sizes
+        blocks = None if c.group_size else cost.block_sizes
         return MaskTable.build(self.importance(), k, budget, groups, model_hash(model),
-                               c.importance_mode, k_max=self.set_rule(k)[0])
+                               c.importance_mode, k_max=self.set_rule(k)[0],
+                               block_sizes=blocks)
 
     def frozen_outputs(self, base: DyFiPNet) -> FrozenOutputs:
         """Stage A / branch / teacher outputs of ``base`` on the training images, computed

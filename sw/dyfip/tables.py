@@ -1,8 +1,9 @@
 """Filter-enable tables: per class subset S, one keep-mask per prunable layer.
 
 Each mask keeps at most ``budget * F_l`` filters of layer l, chosen in groups of
-``group_sizes[l]`` consecutive filters (the layer's PE: one neuron fold of the accelerator),
-so the worst case over all S is bounded by construction.
+``group_sizes[l]`` consecutive filters (the layer's PE: one neuron fold of the accelerator)
+that lie in as few blocks of ``block_sizes[l]`` filters as possible (the next layer's SIMD:
+one of its input folds), so the worst case over all S is bounded by construction.
 numpy only: the board driver loads tables with this module.
 """
 from __future__ import annotations
@@ -36,12 +37,34 @@ def keep_count(filters: int, budget: float, group_size: int) -> int:
     return max(1, int(np.floor(budget * filters / group_size + 1e-9)))
 
 
-def select_mask(scores: np.ndarray, budget: float, group_size: int) -> np.ndarray:
-    """Bool mask keeping the groups with the largest summed score (ties: lower index)."""
+def block_count(filters: int, budget: float, group_size: int, block_size: int) -> int:
+    """Blocks of ``block_size`` filters a mask may touch: the fewest that hold its groups."""
+    return -(-keep_count(filters, budget, group_size) * group_size // block_size)
+
+
+def select_mask(scores: np.ndarray, budget: float, group_size: int, block_size: int = 0
+                ) -> np.ndarray:
+    """Bool mask keeping the groups with the largest summed score (ties: lower index).
+
+    With ``block_size`` (a multiple of ``group_size``: the input-channel fold of the next
+    filter-enable layer) the kept groups lie in the fewest blocks that can hold them, the
+    blocks with the best groups; the next layer then skips the same number of input folds
+    for every mask, so the worst case over all masks stays that of a single one.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     n = keep_count(len(scores), budget, group_size)
     groups = scores.reshape(-1, group_size).sum(axis=1)
-    kept = np.argsort(-groups, kind="stable")[:n]
+    allowed = np.ones(len(groups), dtype=bool)
+    if block_size > group_size:
+        if block_size % group_size or len(scores) % block_size:
+            raise TableError(f"block size {block_size} must be a multiple of group size "
+                             f"{group_size} and divide {len(scores)} filters")
+        per_block = groups.reshape(-1, block_size // group_size)
+        best = -np.sort(-per_block, axis=1)[:, :n].sum(axis=1)
+        chosen = np.argsort(-best, kind="stable")[:block_count(len(scores), budget,
+                                                                group_size, block_size)]
+        allowed = np.isin(np.arange(len(groups)) // per_block.shape[1], chosen)
+    kept = np.argsort(np.where(allowed, -groups, np.inf), kind="stable")[:n]
     group_mask = np.zeros(len(groups), dtype=bool)
     group_mask[kept] = True
     return np.repeat(group_mask, group_size)
@@ -86,6 +109,7 @@ class MaskTable:
     model_hash: str
     mode: str = "class"
     version: int = TABLE_VERSION
+    block_sizes: list[int] | None = None  # per layer; None: the group sizes (no constraint)
 
     @property
     def k(self) -> int:
@@ -106,20 +130,26 @@ class MaskTable:
         return [m.shape[1] for m in self.masks]
 
     def __post_init__(self) -> None:
+        if self.block_sizes is None:
+            self.block_sizes = list(self.group_sizes)
         self._index = {set_key(row): i for i, row in enumerate(self.subsets)}
 
     # -- building ------------------------------------------------------------------------
     @classmethod
     def build(cls, importance: dict[str, np.ndarray], k: int, budget: float,
               group_sizes: list[int] | int, model_hash: str, mode: str = "class",
-              k_max: int | None = None) -> "MaskTable":
+              k_max: int | None = None, block_sizes: list[int] | None = None
+              ) -> "MaskTable":
         """Tables from per-layer attributions ``importance[name]`` of shape (C, C, F), for
-        every set of ``k..k_max`` classes (``k_max`` default: ``k``)."""
+        every set of ``k..k_max`` classes (``k_max`` default: ``k``; ``block_sizes``
+        default: the group sizes, i.e. no block constraint)."""
         names = list(importance)
         if isinstance(group_sizes, int):
             group_sizes = [group_sizes] * len(names)
-        if len(group_sizes) != len(names):
-            raise TableError(f"{len(group_sizes)} group sizes for {len(names)} layers")
+        block_sizes = list(group_sizes) if block_sizes is None else list(block_sizes)
+        for what, sizes in (("group", group_sizes), ("block", block_sizes)):
+            if len(sizes) != len(names):
+                raise TableError(f"{len(sizes)} {what} sizes for {len(names)} layers")
         num_classes = importance[names[0]].shape[0]
         k_max = k if k_max is None else k_max
         if not 1 <= k <= k_max < num_classes:
@@ -130,13 +160,14 @@ class MaskTable:
         # combinations are sorted, so repeating the last class is pad_sets' canonical form
         subsets = np.array([s + (s[-1],) * (k_max - len(s)) for s in sets], dtype=np.int64)
         masks, static = [], []
-        for name, group in zip(names, group_sizes):
+        for name, group, block in zip(names, group_sizes, block_sizes):
             imp = importance[name]
-            masks.append(np.stack([select_mask(subset_scores(imp, s, mode), budget, group)
-                                   for s in subsets]))
+            masks.append(np.stack([select_mask(subset_scores(imp, s, mode), budget, group,
+                                               block) for s in subsets]))
             static.append(select_mask(subset_scores(imp, range(num_classes), mode), budget,
-                                      group))
-        return cls(names, subsets, masks, static, budget, list(group_sizes), model_hash, mode)
+                                      group, block))
+        return cls(names, subsets, masks, static, budget, list(group_sizes), model_hash, mode,
+                   block_sizes=block_sizes)
 
     # -- lookup --------------------------------------------------------------------------
     def index_of(self, subset) -> int:
@@ -168,6 +199,7 @@ class MaskTable:
         write_npz(path, version=np.int64(self.version), layer_names=np.array(self.layer_names),
                   subsets=self.subsets, budget=np.float64(self.budget),
                   group_sizes=np.array(self.group_sizes, dtype=np.int64),
+                  block_sizes=np.array(self.block_sizes, dtype=np.int64),
                   model_hash=np.array(self.model_hash),
                   mode=np.array(self.mode), **arrays)
 
@@ -191,7 +223,8 @@ class MaskTable:
                         [data[f"static_{i}"].astype(bool) for i in range(len(names))],
                         float(data["budget"]), [int(g) for g in data["group_sizes"]],
                         str(data["model_hash"]),
-                        str(data["mode"]), version)
+                        str(data["mode"]), version,
+                        [int(b) for b in data.get("block_sizes", data["group_sizes"])])
         except KeyError as exc:
             raise TableError(f"table file {path} is missing field {exc}") from exc
         if version != TABLE_VERSION:
@@ -212,12 +245,13 @@ class MaskTable:
                 or not np.array_equal(pad_sets(self.subsets, set_sizes(self.subsets)),
                                       self.subsets)):
             raise TableError(f"{source}: subsets are not distinct sorted class sets")
-        if len(self.group_sizes) != len(self.layer_names) or len(self.masks) != len(
-                self.layer_names):
-            raise TableError(f"{source}: {len(self.layer_names)} layers but "
-                             f"{len(self.masks)} masks and {len(self.group_sizes)} group sizes")
-        for name, m, s, g in zip(self.layer_names, self.masks, self.static_masks,
-                                 self.group_sizes):
+        layers = len(self.layer_names)
+        if not len(self.group_sizes) == len(self.block_sizes) == len(self.masks) == layers:
+            raise TableError(f"{source}: {layers} layers but {len(self.masks)} masks, "
+                             f"{len(self.group_sizes)} group sizes and "
+                             f"{len(self.block_sizes)} block sizes")
+        for name, m, s, g, b in zip(self.layer_names, self.masks, self.static_masks,
+                                    self.group_sizes, self.block_sizes):
             if m.ndim != 2 or m.shape[0] != n or s.shape != m.shape[1:]:
                 raise TableError(f"{source}: layer {name} masks have shape {m.shape} / "
                                  f"{s.shape}, expected ({n}, F) / (F,)")
@@ -225,3 +259,11 @@ class MaskTable:
             if m.sum(axis=1).max() > limit or s.sum() > limit:
                 raise TableError(f"{source}: layer {name} keeps more than its budget of "
                                  f"{limit} filters")
+            if b < g or b % g or m.shape[1] % b:
+                raise TableError(f"{source}: layer {name} block size {b} is not a multiple "
+                                 f"of its group size {g} dividing {m.shape[1]} filters")
+            blocks = block_count(m.shape[1], self.budget, g, b)
+            used = np.vstack([m, s[None]]).reshape(n + 1, -1, b).any(axis=2).sum(axis=1)
+            if used.max() > blocks:
+                raise TableError(f"{source}: layer {name} has masks in {used.max()} blocks "
+                                 f"of {b} filters; its budget allows {blocks}")
