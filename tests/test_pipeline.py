@@ -138,6 +138,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "weight_scaling='row'" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "x"), "--set", "recalibrate_bn=yes"]) == 2
     assert "recalibrate_bn='yes' must be true or false" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "mask_blocks=1"]) == 2
+    assert "mask_blocks=1 must be true or false" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "x"), "--set", "edge_weight_bits=16"]) == 2
     assert "edge_weight_bits=16 must be 0" in capsys.readouterr().err
 
@@ -145,7 +147,8 @@ def test_cli_errors(tmp_path, capsys):
 def test_cli_step_by_step(tmp_path):
     out = str(tmp_path)
     assert main(["train", "--out", out, "--quick", "--epochs", "1", "--set", "k_max=0",
-                 "--set", "set_mass=0.8"]) == 0  # fixed sets of k=2 (quick: adaptive)
+                 "--set", "set_mass=0.8", "--set", "mask_blocks=true"]
+                ) == 0  # fixed sets of k=2 (quick: adaptive); masks in the fewest SIMD blocks
     assert main(["explain", "--out", out]) == 0
     assert main(["finetune", "--out", out]) == 2  # needs the folding first
     assert main(["fold", "--out", out]) == 0
@@ -157,6 +160,10 @@ def test_cli_step_by_step(tmp_path):
     assert (report["params"]["k_max"], report["params"]["set_mass"]) == (2, 0.8)
     assert report["dyfip"]["mean_set_size"] in (0.0, 2.0)
     assert "FINN folding for Pynq-Z2" in report["params"]["cycle_model"]
+    table = MaskTable.load(tmp_path / "tables.npz")
+    assert table.block_sizes[0] > table.group_sizes[0]  # the next layer's SIMD
+    # every mask costs the same cycles: DyFiP's worst case is the static mask's
+    assert report["dyfip"]["cycles_worst"] == report["static_exit"]["cycles_worst"]
 
 
 def test_finetuning_keeps_stage_a_and_branch(tiny_bundle):

@@ -105,7 +105,9 @@ def test_block_constraint_puts_every_mask_in_the_fewest_blocks(tmp_path):
                            model_hash="h")
     t = MaskTable.build(_importance(filters=(32, 8)), k=2, budget=0.25, group_sizes=[2, 2],
                         model_hash="h", block_sizes=[8, 2])
-    blocks = lambda m: m.reshape(len(m), -1, 8).any(axis=2).sum(axis=1)  # noqa: E731
+
+    def blocks(masks):
+        return masks.reshape(len(masks), -1, 8).any(axis=2).sum(axis=1)
     assert blocks(free.masks[0]).max() > 1  # unconstrained masks spread over blocks
     assert (blocks(t.masks[0]) == 1).all() and blocks(t.static_masks[0][None])[0] == 1
     assert (t.masks[0].sum(axis=1) == 8).all()  # same budget

@@ -55,6 +55,7 @@ class Config:
     group_size: int = 0  # mask granularity; 0: the PE of each layer in the board's folding
     board: str = "Pynq-Z2"  # FINN folding for cycles and mask groups ("none": default folding)
     permute: bool = True  # cluster co-important filters into PE groups (function unchanged)
+    mask_blocks: bool = False  # groups in the fewest input folds of the next layer (equal cycles)
     xai_method: str = "grad_x_act"
     importance_mode: str = "class"  # "class" or "contrast" (see dyfip.tables)
     xai_samples_per_class: int = 64
@@ -103,7 +104,7 @@ class Config:
             raise ValueError(f"k={self.k} must be in 1..{num_classes - 1} for {num_classes} classes")
         if self.k_max and not self.k <= self.k_max < num_classes:
             raise ValueError(f"k_max={self.k_max} must be 0 or in {self.k}..{num_classes - 1}")
-        for name in ("flip", "recalibrate_bn", "permute"):
+        for name in ("flip", "recalibrate_bn", "permute", "mask_blocks"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.edge_weight_bits and not 2 <= self.edge_weight_bits <= 8:

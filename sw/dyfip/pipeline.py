@@ -118,8 +118,8 @@ class Pipeline:
         imp = self.importance()
         before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
         stage_b = est["stages"]["stage_b"]
-        blocks = dict(zip((la["layer"] for la in masked_layers(stage_b)),
-                          mask_block_sizes(stage_b)))
+        blocks = (dict(zip((la["layer"] for la in masked_layers(stage_b)),
+                           mask_block_sizes(stage_b))) if c.mask_blocks else None)
         base, imp, perms = apply_permutation(base, imp, est["group_size"], blocks)
         base.config = c  # the run's settings (budget) travel with the weights
         after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
@@ -140,7 +140,7 @@ class Pipeline:
         c = self.config
         cost = self.cost_model(model)
         groups = c.group_size or cost.group_sizes
-        blocks = None if c.group_size else cost.block_sizes
+        blocks = cost.block_sizes if c.mask_blocks and not c.group_size else None
         return MaskTable.build(self.importance(), k, budget, groups, model_hash(model),
                                c.importance_mode, k_max=self.set_rule(k)[0],
                                block_sizes=blocks)
