@@ -6,10 +6,12 @@ from dyfip.aggregate import aggregate, format_summary
 from dyfip.evaluate import METHODS
 
 
-def _report(path, seed, dy, se):
+def _report(path, seed, dy, se, paired_se=None):
     r = {m: {"accuracy": 0.9, "macs_avg_ratio": 1.0, "macs_worst_ratio": 1.0,
              "cycles_avg_ratio": 1.0, "cycles_worst_ratio": 1.0} for m in METHODS}
     r["dyfip"]["accuracy"], r["static_exit"]["accuracy"] = dy, se
+    if paired_se is not None:
+        r["dyfip"]["vs_static_exit"] = {"paired_se": paired_se}
     r["margin_vs_static_exit"] = dy - se
     r["params"] = {"seed": seed, "dataset": "digits"}
     path.write_text(json.dumps(r))
@@ -17,7 +19,8 @@ def _report(path, seed, dy, se):
 
 
 def test_mean_and_standard_error(tmp_path):
-    paths = [_report(tmp_path / f"r{s}.json", s, 0.91 + 0.01 * s, 0.90) for s in range(3)]
+    paths = [_report(tmp_path / f"r{s}.json", s, 0.91 + 0.01 * s, 0.90, [None, 0.0021, 0.002][s])
+             for s in range(3)]
     out = aggregate(paths)
     assert out["seeds"] == [0, 1, 2]
     assert out["margin_vs_static_exit"]["mean"] == pytest.approx(0.02)
@@ -25,7 +28,23 @@ def test_mean_and_standard_error(tmp_path):
     assert out["dyfip"]["accuracy"]["values"] == pytest.approx([0.91, 0.92, 0.93])
     text = format_summary(out)
     assert "+2.00" in text  # mean margin
-    assert "   2   90.00       90.00   93.00   +3.00  -3.00" in text  # seed 2's row
+    assert out["margin_paired_se"] == [None, 0.0021, 0.002]
+    assert "   2   90.00       90.00   93.00   +3.00   0.20  -3.00" in text  # seed 2's row
+    assert "   0   90.00       90.00   91.00   +1.00      -  -1.00" in text  # no paired s.e.
+
+
+def test_paired_margin_counts_the_images_only_one_method_gets_right():
+    import numpy as np
+
+    from dyfip.evaluate import paired_margin
+
+    better = np.array([1, 1, 1, 0, 1, 0, 1, 1], bool)
+    baseline = np.array([1, 0, 0, 1, 1, 0, 1, 1], bool)
+    p = paired_margin(better, baseline)
+    assert (p["only_this"], p["only_baseline"]) == (2, 1)
+    assert p["margin"] == pytest.approx(better.mean() - baseline.mean())
+    diff = better.astype(float) - baseline
+    assert p["paired_se"] == pytest.approx(diff.std() / np.sqrt(len(diff)))
 
 
 def test_mixed_datasets_rejected(tmp_path):

@@ -34,6 +34,9 @@ def test_report_contract(tiny_bundle):
     d = report["dyfip"]
     assert 0 <= d["exit_rate"] <= 1 and 0 <= d["topk_hit_rate"] <= 1
     assert abs(sum(d["errors"].values()) - (1 - d["accuracy"])) < 1e-9
+    paired = d["vs_static_exit"]
+    assert paired["margin"] == pytest.approx(report["margin_vs_static_exit"])
+    assert paired["paired_se"] >= 0 and min(paired["only_this"], paired["only_baseline"]) >= 0
     assert d["macs_worst"] < report["full"]["macs_worst"]
     assert report["static"]["macs_worst"] == report["static"]["macs_avg"]
     assert set(report["params"]) >= {"k", "tau", "budget", "seed", "dataset"}
@@ -147,7 +150,7 @@ def test_cli_errors(tmp_path, capsys):
 def test_cli_step_by_step(tmp_path):
     out = str(tmp_path)
     assert main(["train", "--out", out, "--quick", "--epochs", "1", "--set", "k_max=0",
-                 "--set", "set_mass=0.8", "--set", "mask_blocks=true"]
+                 "--set", "set_mass=0.8", "--set", "mask_blocks=true", "--set", "finetune_routed=true"]
                 ) == 0  # fixed sets of k=2 (quick: adaptive); masks in the fewest SIMD blocks
     assert main(["explain", "--out", out]) == 0
     assert main(["finetune", "--out", out]) == 2  # needs the folding first

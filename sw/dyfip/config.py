@@ -46,6 +46,7 @@ class Config:
     recalibrate_bn: bool = True  # re-estimate BatchNorm statistics on the training set after QAT
     finetune_epochs: int = 30
     finetune_distill: float = 1.0  # distillation from the unpruned network while fine-tuning
+    finetune_routed: bool = False  # exit methods fine-tune on the images routed to stage B
     # decision rule and pruning
     k: int = 2  # candidate classes when the branch does not exit
     k_max: int = 0  # > k: adaptive sets of k..k_max classes holding set_mass (0: always k)
@@ -104,7 +105,7 @@ class Config:
             raise ValueError(f"k={self.k} must be in 1..{num_classes - 1} for {num_classes} classes")
         if self.k_max and not self.k <= self.k_max < num_classes:
             raise ValueError(f"k_max={self.k_max} must be 0 or in {self.k}..{num_classes - 1}")
-        for name in ("flip", "recalibrate_bn", "permute", "mask_blocks"):
+        for name in ("flip", "recalibrate_bn", "permute", "mask_blocks", "finetune_routed"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.edge_weight_bits and not 2 <= self.edge_weight_bits <= 8:

@@ -32,6 +32,15 @@ def _metrics(correct: np.ndarray, costs: list[PathCost], worst: PathCost, **extr
             "cycles_worst": int(worst.cycles), **extra}
 
 
+def paired_margin(better: np.ndarray, baseline: np.ndarray) -> dict:
+    """Accuracy margin of two methods on the same images, with the images only one of them
+    gets right and the paired (McNemar) standard error of the margin."""
+    n = len(better)
+    only, only_base = int((better & ~baseline).sum()), int((baseline & ~better).sum())
+    return {"margin": (only - only_base) / n, "only_this": only, "only_baseline": only_base,
+            "paired_se": float(np.sqrt(only + only_base - (only - only_base) ** 2 / n) / n)}
+
+
 def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: float,
                    cost: CostModel, methods=METHODS, set_mass: float = 1.0) -> dict[str, dict]:
     """Every method at one (k, tau, budget); costs from ``cost`` per decision path.
@@ -59,6 +68,7 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
         out["static"] = _metrics(pred == y, [c] * len(y), c)
     if "static_exit" in methods:
         p = dyfip_predict(models.static_exit, split.images, table, k, tau, static=True, **rule)
+        static_exit_correct = p.classes == y
         costs = [head if e else head + static_b for e in p.exited]
         out["static_exit"] = _metrics(p.classes == y, costs, head + static_b,
                                       exit_rate=float(p.exited.mean()))
@@ -80,6 +90,8 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
                                 mean_set_size=float(p.decision.set_sizes[run].mean()
                                                     if run.any() else 0.0),
                                 branch_top1=float((p.decision.branch_pred == y).mean()))
+        if "static_exit" in out:
+            out["dyfip"]["vs_static_exit"] = paired_margin(p.classes == y, static_exit_correct)
     return out
 
 

@@ -156,18 +156,26 @@ class Pipeline:
     def finetune_all(self, base: DyFiPNet, budget: float, k: int, epochs: int,
                      which=("static", "static_exit", "dyfip")
                      ) -> tuple[MaskTable, dict[str, DyFiPNet]]:
-        """Fine-tune stage B for each pruned method at ``budget``, same effort for each."""
+        """Fine-tune stage B for each pruned method at ``budget``, same effort for each.
+
+        With ``finetune_routed`` the early-exit methods train on the images the branch routes
+        to stage B at the run's tau, for as many image steps as ``epochs`` over all images
+        (rounded to whole epochs): each method on the images it sees at run time."""
         c = self.config
         table = self.table(base, k, budget)
         mass = self.set_rule(k)[1]
         policies: dict[str, Callable] = {"static": static_policy(table, False),
                                          "static_exit": static_policy(table, True, mass, c.seed),
                                          "dyfip": dynamic_policy(table, mass, c.seed)}
-        frozen = self.frozen_outputs(base)
-        tuned = {m: finetune_stage_b(base, self.data, c, policies[m], epochs,
-                                     desc=f"fine-tune {m} @ budget {budget}, k={k}",
-                                     frozen=frozen)
-                 for m in which}
+        every = self.frozen_outputs(base)
+        routed = every.routed(c.tau) if c.finetune_routed else every
+        tuned = {}
+        for m in which:
+            images = every if m == "static" else routed
+            passes = max(1, round(epochs * len(every) / len(images)))
+            tuned[m] = finetune_stage_b(base, self.data, c, policies[m], passes,
+                                        desc=f"fine-tune {m} @ budget {budget}, k={k}",
+                                        frozen=images)
         return table, tuned
 
     def finetune(self) -> None:

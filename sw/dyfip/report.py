@@ -10,6 +10,13 @@ LABELS = {"full": "full network", "early_exit": "early exit only", "static": "st
           "static_exit": "static mask + exit + top-k", "dyfip": "**DyFiP**"}
 
 
+def _paired(paired: dict | None) -> str:
+    if not paired:
+        return ""
+    return (f" (paired s.e. {paired['paired_se'] * 100:.2f}: {paired['only_this']} test images "
+            f"only DyFiP gets right, {paired['only_baseline']} only static+exit)")
+
+
 def _row(name: str, r: dict) -> str:
     extra = f"{r['exit_rate']:.1%}" if "exit_rate" in r else "-"
     return (f"| {LABELS[name]} | {r['accuracy']:.2%} | {r['macs_avg_ratio']:.3f} | "
@@ -50,7 +57,8 @@ def write_report(report: dict, path: str | Path) -> None:
         *[_row(m, report[m]) for m in METHODS],
         "",
         f"Branch top-1 {d['branch_top1']:.2%}, top-{p['k']} hit rate {d['topk_hit_rate']:.2%}; "
-        f"DyFiP minus static+exit: {report['margin_vs_static_exit'] * 100:+.2f} points.", "",
+        f"DyFiP minus static+exit: {report['margin_vs_static_exit'] * 100:+.2f} points"
+        + _paired(d.get("vs_static_exit")) + ".", "",
         "DyFiP's errors by cause (share of test images): " + ", ".join(
             f"{label} {d['errors'][key]:.2%}" for key, label in (
                 ("exit", "wrong early exit"), ("set_miss", "label not in the candidate set"),

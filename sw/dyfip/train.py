@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .data import Dataset, Split
-from .decision import decide, sets_with_label
+from .decision import decide, sets_with_label, softmax
 from .model import DyFiPNet, images_to_float
 
 # A mask policy maps (branch logits, labels) of a batch to (subsets or None, per-layer masks).
@@ -150,6 +150,19 @@ class FrozenOutputs:
     branch: torch.Tensor
     teacher: torch.Tensor
     labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def routed(self, tau: float) -> "FrozenOutputs":
+        """The images the branch does not exit on at ``tau`` (``decision.decide``'s rule):
+        the ones stage B sees at run time."""
+        keep = torch.from_numpy(softmax(self.branch.numpy()).max(axis=1) < tau)
+        if not keep.any():
+            raise ValueError(f"the branch exits on every training image at tau={tau}: "
+                             "nothing to fine-tune stage B on")
+        return FrozenOutputs(self.features[keep], self.branch[keep], self.teacher[keep],
+                             self.labels[keep])
 
 
 @torch.no_grad()
