@@ -160,6 +160,8 @@ def test_cli_step_by_step(tmp_path):
     assert main(["evaluate", "--out", out, "--no-sweep"]) == 0
     report = json.loads((tmp_path / bundle.REPORT_JSON).read_text())
     assert report["sweep"] == [] and report["params"]["permuted"]
+    # steps run by separate commands still report their times
+    assert set(report["timings_s"]) >= {"train", "explain", "fold", "finetune"}
     assert (report["params"]["k_max"], report["params"]["set_mass"]) == (2, 0.8)
     assert report["dyfip"]["mean_set_size"] in (0.0, 2.0)
     assert "FINN folding for Pynq-Z2" in report["params"]["cycle_model"]

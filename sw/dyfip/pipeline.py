@@ -33,6 +33,7 @@ MODEL = "model.pt"  # the deployed DyFiP network: stage A + branch + fine-tuned 
 BASELINE = "baseline_{}.pt"
 FOLDING = "folding.json"  # the FINN estimate of the base network: folding and cycles
 PERMUTATION = "permutation.json"
+TIMINGS = "timings.json"  # seconds per step, kept across step-by-step commands
 
 
 @dataclass
@@ -224,7 +225,7 @@ class Pipeline:
                                                                  "mean_stage_b_cycles")}
                                      for k in ("unpermuted", "permuted")}
         report["sweep"] = sweep
-        report["timings_s"] = self.timings
+        report["timings_s"] = self.step_timings()
         bundle.write_json(self.path(bundle.REPORT_JSON), report)
         write_report(report, self.path(bundle.REPORT_MD))
         return report
@@ -275,15 +276,23 @@ class Pipeline:
 
     STEPS = ("train", "explain", "fold", "finetune", "evaluate", "build")
 
+    def step_timings(self) -> dict[str, float]:
+        """Seconds per step of this bundle's run, also of steps run by earlier commands."""
+        p = self.path(TIMINGS)
+        return {**(bundle.read_json(p) if p.exists() else {}), **self.timings}
+
     def run(self, steps=STEPS) -> dict | None:
         """Run ``steps`` in order; returns the report when ``evaluate`` is among them."""
         report = None
         for step in steps:
             console.print(f"[bold]dyfip {step}[/] -> {self.out}")
             t0 = time.perf_counter()
+            if step == "train":  # a new run: earlier timings are of another network
+                self.path(TIMINGS).unlink(missing_ok=True)
             result = getattr(self, step)()
             report = result if step == "evaluate" else report
             self.timings[step] = round(time.perf_counter() - t0, 2)
+            bundle.write_json(self.path(TIMINGS), self.step_timings())
         return report
 
 def write_branch(model: DyFiPNet, path: Path) -> None:
