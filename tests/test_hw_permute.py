@@ -79,6 +79,7 @@ def test_block_level_clustering_keeps_groups_and_gathers_classes():
     assert sorted(blocked) == list(range(32))
     assert {tuple(g) for g in grouped.reshape(-1, 2)} == {tuple(g) for g in
                                                           blocked.reshape(-1, 2)}
+
     def classes_per_block(perm):
         return np.mean([len(set(b)) for b in owner[perm].reshape(-1, 8)])
     assert classes_per_block(blocked) == 1 < classes_per_block(grouped)

@@ -118,6 +118,9 @@ def test_block_constraint_puts_every_mask_in_the_fewest_blocks(tmp_path):
     t.save(tmp_path / "bad.npz")
     with pytest.raises(TableError, match="masks in 4 blocks of 8 filters; its budget allows 1"):
         MaskTable.load(tmp_path / "bad.npz")
+    with pytest.raises(TableError, match="1 block sizes for 2 layers"):
+        MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=[4, 2], model_hash="h",
+                        block_sizes=[8])
     with pytest.raises(TableError, match="block size 6 must be a multiple of group size 4"):
         select_mask(np.ones(24), 0.25, 4, 6)
 

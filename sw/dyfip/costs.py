@@ -60,16 +60,17 @@ def masked_layers(stage: dict) -> list[dict]:
     return [la for la in stage["layers"] if la["op"] == "MaskedMVAU"]
 
 
-def mask_block_sizes(stage: dict) -> list[int]:
-    """Per filter-enable layer, the filters one input fold (SIMD channels) of the next
-    filter-enable layer reads: masks confined to the fewest such blocks let that layer skip
-    the same number of input folds for every mask. The PE (no constraint) where SIMD is not
-    a multiple of it, and for the last layer."""
+def mask_block_sizes(stage: dict) -> dict[str, int]:
+    """Per filter-enable layer (by name, in order), the filters one input fold (SIMD
+    channels) of the next filter-enable layer reads: masks confined to the fewest such
+    blocks let that layer skip the same number of input folds for every mask. The PE (no
+    constraint) where SIMD is not a multiple of it, and for the last layer."""
     layers = masked_layers(stage)
-    blocks = []
+    blocks = {}
     for la, nxt in zip(layers, layers[1:] + [None]):
         simd = nxt["SIMD"] if nxt is not None else la["PE"]
-        blocks.append(simd if simd % la["PE"] == 0 and la["MH"] % simd == 0 else la["PE"])
+        blocks[la["layer"]] = (simd if simd % la["PE"] == 0 and la["MH"] % simd == 0
+                               else la["PE"])
     return blocks
 
 
@@ -132,7 +133,7 @@ class CostModel:
     @property
     def block_sizes(self) -> list[int]:
         """Mask blocks of every prunable layer (see :func:`mask_block_sizes`)."""
-        return mask_block_sizes(self.stages["stage_b"])
+        return list(mask_block_sizes(self.stages["stage_b"]).values())
 
     def stage_b(self, masks: list[np.ndarray] | None = None) -> PathCost:
         """Stage B (and head) with one bool mask per prunable layer (None: all enabled).

@@ -70,7 +70,7 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
         p = dyfip_predict(models.static_exit, split.images, table, k, tau, static=True, **rule)
         static_exit_correct = p.classes == y
         costs = [head if e else head + static_b for e in p.exited]
-        out["static_exit"] = _metrics(p.classes == y, costs, head + static_b,
+        out["static_exit"] = _metrics(static_exit_correct, costs, head + static_b,
                                       exit_rate=float(p.exited.mean()))
     if "dyfip" in methods:
         p = dyfip_predict(models.dyfip, split.images, table, k, tau, **rule)

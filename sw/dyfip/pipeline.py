@@ -16,7 +16,7 @@ from rich.console import Console
 
 from . import bundle
 from .config import Config
-from .costs import CostModel, mask_block_sizes, masked_layers
+from .costs import CostModel, mask_block_sizes
 from .data import Dataset, load_dataset
 from .evaluate import METHODS, Models, evaluate_point, plot_pareto, with_ratios
 from .explain import compute_importance, plot_importance
@@ -118,9 +118,7 @@ class Pipeline:
             return
         imp = self.importance()
         before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
-        stage_b = est["stages"]["stage_b"]
-        blocks = (dict(zip((la["layer"] for la in masked_layers(stage_b)),
-                           mask_block_sizes(stage_b))) if c.mask_blocks else None)
+        blocks = mask_block_sizes(est["stages"]["stage_b"]) if c.mask_blocks else None
         base, imp, perms = apply_permutation(base, imp, est["group_size"], blocks)
         base.config = c  # the run's settings (budget) travel with the weights
         after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
