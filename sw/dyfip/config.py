@@ -137,7 +137,7 @@ PRESETS: dict[str, Config] = {
         stage_a=(ConvSpec(16, pool=True), ConvSpec(32)),
         stage_b=(ConvSpec(64, pool=True), ConvSpec(64), ConvSpec(128, pool=True)),
         weight_scaling="channel", edge_weight_bits=8,
-        epochs=16, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
+        epochs=20, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
         # 0.3125: the most filters per layer that keeps the worst case <= 0.25x the MACs
         budget=0.3125, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,
         sweep_tau=(0.8, 0.9, 0.95), sweep_k=(2,), sweep_budget=(0.125,),
