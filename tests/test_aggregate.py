@@ -33,6 +33,18 @@ def test_mean_and_standard_error(tmp_path):
     assert "   0   90.00       90.00   91.00   +1.00      -  -1.00" in text  # no paired s.e.
 
 
+def test_recovered_share_shown_when_every_run_has_it(tmp_path):
+    paths = [_report(tmp_path / f"r{s}.json", s, 0.92, 0.91) for s in range(2)]
+    assert "recovered" not in aggregate(paths)
+    for path, share in zip(paths, (0.25, 0.5)):
+        r = json.loads(path.read_text())
+        r["dyfip"]["within_set_errors"] = {"recovered": share}
+        path.write_text(json.dumps(r))
+    out = aggregate(paths)
+    assert out["recovered"]["mean"] == pytest.approx(0.375)
+    assert "DyFiP avoids: 25% / 50% (mean 38%)" in format_summary(out)
+
+
 def test_paired_margin_counts_the_images_only_one_method_gets_right():
     import numpy as np
 

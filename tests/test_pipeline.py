@@ -7,6 +7,7 @@ import torch
 
 from dyfip import bundle
 from dyfip.cli import main
+from dyfip.data import load_dataset
 from dyfip.evaluate import METHODS, pareto_front
 from dyfip.inference import dyfip_predict
 from dyfip.model import load_checkpoint, model_hash
@@ -34,6 +35,10 @@ def test_report_contract(tiny_bundle):
     d = report["dyfip"]
     assert 0 <= d["exit_rate"] <= 1 and 0 <= d["topk_hit_rate"] <= 1
     assert abs(sum(d["errors"].values()) - (1 - d["accuracy"])) < 1e-9
+    within = d["within_set_errors"]  # same images and definition as errors["stage_b"]
+    assert within["dyfip"] == pytest.approx(d["errors"]["stage_b"])
+    assert 0 <= within["unpruned"] <= 1
+    assert within["static_exit"] >= 0
     paired = d["vs_static_exit"]
     assert paired["margin"] == pytest.approx(report["margin_vs_static_exit"])
     assert paired["paired_se"] >= 0 and min(paired["only_this"], paired["only_baseline"]) >= 0
@@ -77,6 +82,34 @@ def test_per_image_equals_batched_and_reference(tiny_bundle):
         assert single.classes[0] == batched.classes[i]
         if not single.exited[0]:
             assert single.classes[0] in single.decision.subsets[0]
+
+
+def test_unpruned_reference_restricted_to_the_sets(tiny_bundle):
+    from dyfip.evaluate import within_set_errors
+    from dyfip.inference import Prediction
+
+    base = load_checkpoint(tiny_bundle / "base.pt")
+    model = load_checkpoint(tiny_bundle / "model.pt")
+    table = MaskTable.load(tiny_bundle / "tables.npz")
+    split = load_dataset("digits").test
+    k, tau, rule = table.k, 0.95, dict(k_max=table.k_max, set_mass=0.9)
+    free = dyfip_predict(base, split.images, None, k, tau, **rule)
+    within = dyfip_predict(base, split.images, None, k, tau, restrict=True, **rule)
+    run = ~within.exited
+    assert run.any()
+    assert all(c in s for c, s in zip(within.classes[run], within.decision.subsets[run]))
+    assert np.array_equal(within.classes[~run], free.classes[~run])
+    p = dyfip_predict(model, split.images, table, k, tau, **rule)
+    correct = p.classes == split.labels
+    errors = within_set_errors(base, split, p, {"static_exit": correct}, k, tau, rule)
+    assert errors["static_exit"] == errors["dyfip"]
+    hit = run & (within.decision.subsets == split.labels[:, None]).any(axis=1)
+    assert errors["unpruned"] == pytest.approx((hit & (within.classes != split.labels)).mean())
+    moved = Prediction(p.classes, p.decision.__class__(
+        p.exited, p.decision.branch_pred, np.roll(p.decision.subsets, 1, axis=0),
+        p.decision.confidence), p.logits)
+    with pytest.raises(RuntimeError, match="branch decisions differ"):
+        within_set_errors(base, split, moved, {}, k, tau, rule)
 
 
 def test_masked_stage_b_activations_are_zero(tiny_bundle):

@@ -36,6 +36,9 @@ def aggregate(reports: list[Path]) -> dict:
     # each run's margin is measured on one test set: its paired s.e. (None: older reports)
     out["margin_paired_se"] = [r["dyfip"].get("vs_static_exit", {}).get("paired_se")
                                for r in runs]
+    recovered = [r["dyfip"].get("within_set_errors", {}).get("recovered") for r in runs]
+    if None not in recovered:  # share of the static mask's extra errors DyFiP avoids
+        out["recovered"] = mean_se(recovered)
     return out
 
 
@@ -61,6 +64,11 @@ def format_summary(summary: dict) -> str:
     g, d = summary["margin_vs_static_exit"], summary["gap_to_full"]
     lines.append(f"DyFiP - static_exit: {100 * g['mean']:+.2f} +- {100 * g['se']:.2f} points; "
                  f"full - DyFiP: {100 * d['mean']:.2f} +- {100 * d['se']:.2f} points")
+    if "recovered" in summary:
+        r = summary["recovered"]
+        lines.append("share of the errors the static mask adds within the sets that DyFiP "
+                     f"avoids: {' / '.join(f'{v:.0%}' for v in r['values'])} "
+                     f"(mean {r['mean']:.0%})")
     return "\n".join(lines)
 
 

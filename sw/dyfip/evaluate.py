@@ -7,7 +7,7 @@ import numpy as np
 
 from .costs import CostModel, PathCost
 from .data import Split
-from .inference import dyfip_predict, full_predict
+from .inference import Prediction, dyfip_predict, full_predict
 from .model import DyFiPNet
 from .tables import MaskTable
 
@@ -92,7 +92,32 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
                                 branch_top1=float((p.decision.branch_pred == y).mean()))
         if "static_exit" in out:
             out["dyfip"]["vs_static_exit"] = paired_margin(p.classes == y, static_exit_correct)
+            out["dyfip"]["within_set_errors"] = within_set_errors(
+                models.base, split, p, {"static_exit": static_exit_correct}, k, tau, rule)
     return out
+
+
+def within_set_errors(base: DyFiPNet, split: Split, dyfip: Prediction,
+                      others: dict[str, np.ndarray], k: int, tau: float, rule: dict) -> dict:
+    """Errors inside the candidate set on the images stage B runs with the label in the set
+    (shares of all images): DyFiP's, each of ``others``' (per-image correctness, same
+    decisions) and the unpruned stage B's, restricted to the same sets: the reference the
+    masks' cost is measured against. ``recovered``: the share of static+exit's extra errors
+    over the unpruned stage B that DyFiP avoids."""
+    y = split.labels
+    unpruned = dyfip_predict(base, split.images, None, k, tau, restrict=True, **rule)
+    if not (np.array_equal(unpruned.exited, dyfip.exited)
+            and np.array_equal(unpruned.decision.subsets, dyfip.decision.subsets)):
+        raise RuntimeError("the fine-tuned network's branch decisions differ from the base "
+                           "network's: stage A or the branch changed")
+    within = ~dyfip.exited & (dyfip.decision.subsets == y[:, None]).any(axis=1)
+    errors = {"unpruned": float((within & (unpruned.classes != y)).mean()),
+              "dyfip": float((within & (dyfip.classes != y)).mean()),
+              **{m: float((within & ~correct).mean()) for m, correct in others.items()}}
+    if "static_exit" in others:
+        cost = errors["static_exit"] - errors["unpruned"]
+        errors["recovered"] = (errors["static_exit"] - errors["dyfip"]) / cost if cost > 0 else None
+    return errors
 
 
 def with_ratios(results: dict[str, dict]) -> dict[str, dict]:
