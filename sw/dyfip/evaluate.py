@@ -7,6 +7,7 @@ import numpy as np
 
 from .costs import CostModel, PathCost
 from .data import Split
+from .decision import restricted_argmax
 from .inference import Prediction, dyfip_predict, full_predict
 from .model import DyFiPNet
 from .tables import MaskTable
@@ -57,8 +58,11 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
         pred = full_predict(models.base, split.images)
         c = cost.stage_a + full_b
         out["full"] = _metrics(pred == y, [c] * len(y), c)
+    # the unpruned stage B on every routed image: early exit, and the within-set reference
+    needed = "early_exit" in methods or {"static_exit", "dyfip"} <= set(methods)
+    unpruned = dyfip_predict(models.base, split.images, None, k, tau) if needed else None
     if "early_exit" in methods:
-        p = dyfip_predict(models.base, split.images, None, k, tau)
+        p = unpruned
         costs = [head if e else head + full_b for e in p.exited]
         out["early_exit"] = _metrics(p.classes == y, costs, head + full_b,
                                      exit_rate=float(p.exited.mean()))
@@ -92,31 +96,31 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
                                 branch_top1=float((p.decision.branch_pred == y).mean()))
         if "static_exit" in out:
             out["dyfip"]["vs_static_exit"] = paired_margin(p.classes == y, static_exit_correct)
-            out["dyfip"]["within_set_errors"] = within_set_errors(
-                models.base, split, p, {"static_exit": static_exit_correct}, k, tau, rule)
+            out["dyfip"]["within_set_errors"] = within_set_errors(unpruned, p, y,
+                                                                  static_exit_correct)
     return out
 
 
-def within_set_errors(base: DyFiPNet, split: Split, dyfip: Prediction,
-                      others: dict[str, np.ndarray], k: int, tau: float, rule: dict) -> dict:
+def within_set_errors(unpruned: Prediction, dyfip: Prediction, labels: np.ndarray,
+                      static_exit_correct: np.ndarray) -> dict:
     """Errors inside the candidate set on the images stage B runs with the label in the set
-    (shares of all images): DyFiP's, each of ``others``' (per-image correctness, same
-    decisions) and the unpruned stage B's, restricted to the same sets: the reference the
-    masks' cost is measured against. ``recovered``: the share of static+exit's extra errors
-    over the unpruned stage B that DyFiP avoids."""
-    y = split.labels
-    unpruned = dyfip_predict(base, split.images, None, k, tau, restrict=True, **rule)
-    if not (np.array_equal(unpruned.exited, dyfip.exited)
-            and np.array_equal(unpruned.decision.subsets, dyfip.decision.subsets)):
+    (shares of all images): DyFiP's, static+exit's (same decisions) and the unpruned stage
+    B's (``unpruned``: the base network without a table) restricted to DyFiP's sets: the
+    reference the masks' cost is measured against. ``recovered``: the share of static+exit's
+    extra errors over the unpruned stage B that DyFiP avoids."""
+    same = all(np.array_equal(getattr(unpruned.decision, f), getattr(dyfip.decision, f))
+               for f in ("exit", "branch_pred", "confidence"))
+    if not same:
         raise RuntimeError("the fine-tuned network's branch decisions differ from the base "
                            "network's: stage A or the branch changed")
+    y = labels
     within = ~dyfip.exited & (dyfip.decision.subsets == y[:, None]).any(axis=1)
-    errors = {"unpruned": float((within & (unpruned.classes != y)).mean()),
-              "dyfip": float((within & (dyfip.classes != y)).mean()),
-              **{m: float((within & ~correct).mean()) for m, correct in others.items()}}
-    if "static_exit" in others:
-        cost = errors["static_exit"] - errors["unpruned"]
-        errors["recovered"] = (errors["static_exit"] - errors["dyfip"]) / cost if cost > 0 else None
+    wrong = restricted_argmax(unpruned.logits[within], dyfip.decision.subsets[within]) != y[within]
+    errors = {"unpruned": float(wrong.sum() / len(y)),
+              "static_exit": float((within & ~static_exit_correct).mean()),
+              "dyfip": float((within & (dyfip.classes != y)).mean())}
+    cost = errors["static_exit"] - errors["unpruned"]
+    errors["recovered"] = (errors["static_exit"] - errors["dyfip"]) / cost if cost > 0 else None
     return errors
 
 

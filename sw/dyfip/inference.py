@@ -37,15 +37,12 @@ def branch_decisions(model: DyFiPNet, images: np.ndarray, k: int, tau: float,
 @torch.no_grad()
 def dyfip_predict(model: DyFiPNet, images: np.ndarray, table: MaskTable | None, k: int,
                   tau: float, static: bool = False, batch_size: int = 512,
-                  k_max: int | None = None, set_mass: float = 1.0,
-                  restrict: bool | None = None) -> Prediction:
+                  k_max: int | None = None, set_mass: float = 1.0) -> Prediction:
     """DyFiP on a batch of uint8 images (candidate sets: see :func:`dyfip.decision.decide`).
 
-    ``table=None`` runs stage B unmasked (early exit only: prediction over all classes, or
-    over S with ``restrict``); ``static=True`` uses the table's class-agnostic mask
-    (prediction still restricted to S). ``restrict`` defaults to ``table is not None``.
+    ``table=None`` runs stage B unmasked (early exit only, prediction over all classes);
+    ``static=True`` uses the table's class-agnostic mask (prediction still restricted to S).
     """
-    restrict = table is not None if restrict is None else restrict
     k_max = k if k_max is None else k_max
     if table is not None and (table.k, table.k_max) != (k, k_max):
         raise ValueError(f"table was built for sets of {table.k}..{table.k_max} classes, "
@@ -53,15 +50,14 @@ def dyfip_predict(model: DyFiPNet, images: np.ndarray, table: MaskTable | None, 
     parts = []
     for start in range(0, len(images), batch_size):
         parts.append(_predict_batch(model, images[start:start + batch_size], table, k, tau,
-                                    static, k_max, set_mass, restrict))
+                                    static, k_max, set_mass))
     return Prediction(np.concatenate([p.classes for p in parts]),
                       Decision(*(np.concatenate([getattr(p.decision, f) for p in parts])
                                  for f in ("exit", "branch_pred", "subsets", "confidence"))),
                       np.concatenate([p.logits for p in parts]))
 
 
-def _predict_batch(model, images, table, k, tau, static, k_max, set_mass, restrict
-                   ) -> Prediction:
+def _predict_batch(model, images, table, k, tau, static, k_max, set_mass) -> Prediction:
     feats, dec = branch_decisions(model, images, k, tau, k_max, set_mass)
     classes = dec.branch_pred.copy()
     logits = np.full((len(images), model.num_classes), np.nan)
@@ -74,7 +70,8 @@ def _predict_batch(model, images, table, k, tau, static, k_max, set_mass, restri
             masks = [torch.from_numpy(np.ascontiguousarray(m)).float() for m in per_layer]
         out = model.stage_b_logits(feats[run], masks).double().numpy()
         logits[run] = out
-        classes[run] = restricted_argmax(out, dec.subsets[run]) if restrict else out.argmax(1)
+        classes[run] = (out.argmax(1) if table is None
+                        else restricted_argmax(out, dec.subsets[run]))
     return Prediction(classes, dec, logits)
 
 
