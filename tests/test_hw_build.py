@@ -124,6 +124,30 @@ def test_masked_folding_minimises_the_pruned_path(hw_bundle, hw_model):
         masked_inputs = True
 
 
+@pytest.mark.parametrize("max_pe, target", [(1, None), (2, 64)])
+def test_pe_cap_gives_finer_mask_groups(hw_bundle, hw_model, max_pe, target):
+    """``mask_pe_max`` caps PE (the mask groups); SIMD then takes the fewest multipliers that
+    meet the target, or the fastest folding allowed when none does."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from dyfip_hw.boards import load_board
+    from dyfip_hw.transforms import FoldMaskedLayers, base_op_type, divisors
+
+    g = ModelWrapper(str(hw_bundle / "accel" / "stage_b_dataflow.onnx"))
+    target = target or load_board("Pynq-Z2").target_cycles_per_frame
+    g = g.transform(FoldMaskedLayers(target, hw_model.config.budget, max_pe=max_pe))
+    for node in (n for n in g.graph.node if base_op_type(n) == "MaskedMVAU"):
+        inst = getCustomOp(node)
+        mh, ch, kk, px = (inst.get_nodeattr("MH"), inst.channels, inst.get_nodeattr("KK"),
+                          inst.pixels())
+        pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
+        allowed = [(p, s) for p in divisors(mh) if p <= max_pe for s in divisors(ch)]
+        meet = [p * s for p, s in allowed if px * (mh // p) * (kk * ch // s) <= target]
+        assert pe <= max_pe
+        assert pe * simd == (min(meet) if meet else max(p * s for p, s in allowed))
+
+
 def test_stage_b_graph_has_one_mask_input(hw_bundle, hw_model):
     from qonnx.core.modelwrapper import ModelWrapper
 

@@ -53,12 +53,14 @@ def build_accelerators(model, out_dir: str | Path, board: Board | str,
                        ) -> tuple[dict, BuildConfig]:
     """Export and build both stages into ``out_dir``; returns ({stage: model}, config).
 
-    ``mask_keep`` (default: the model's table budget) steers the filter-enable folding."""
+    ``mask_keep`` (default: the model's table budget) steers the filter-enable folding; the
+    model's ``mask_pe_max`` caps its PE (the mask groups the tables were built for)."""
     board = load_board(board) if isinstance(board, str) else board
     out_dir = Path(out_dir)
     paths = export_stages(model, out_dir / ACCEL)
     cfg = BuildConfig(board=board, out_dir=out_dir / WORK, steps=list(steps or ESTIMATE_STEPS),
-                      mask_keep=model.config.budget if mask_keep is None else mask_keep)
+                      mask_keep=model.config.budget if mask_keep is None else mask_keep,
+                      mask_pe_max=model.config.mask_pe_max)
     graphs = {spec.name: build_stage(spec, cfg) for spec in stage_specs(model, paths)}
     return graphs, cfg
 

@@ -81,6 +81,7 @@ class BuildConfig:
     out_dir: Path
     steps: list[str] = field(default_factory=lambda: list(ESTIMATE_STEPS))
     mask_keep: float = 0.125  # typical kept fraction of filters: the tables' budget
+    mask_pe_max: int = 0  # largest PE (= mask group) of a filter-enable layer; 0: no cap
     save_intermediate: bool = False
     log: list[dict] = field(default_factory=list)  # filled: step, seconds
 
@@ -181,7 +182,7 @@ def step_set_folding(model, spec, cfg):
     # masked layers first: SetFolding skips them, and would otherwise relax its target to
     # their unfolded cycles in its second pass
     model = model.transform(FoldMaskedLayers(cfg.board.target_cycles_per_frame, cfg.mask_keep,
-                                             skip=fixed))
+                                             skip=fixed, max_pe=cfg.mask_pe_max))
     model = model.transform(SetFolding(cfg.board.fixed_target,
                                        mvau_wwidth_max=cfg.board.mvau_wwidth_max,
                                        two_pass_relaxation=False))

@@ -235,11 +235,14 @@ class FoldMaskedLayers(Transformation):
     one with the fewest cycles of the pruned path under a typical mask (``keep``: the
     tables' budget), counting the window feeders that stream at the same SIMD, then the
     smallest PE (the finest mask groups): what DyFiP's single-image latency depends on.
+    ``max_pe`` (0: none) caps PE, i.e. the mask groups: finer masks, maybe more cycles;
+    a layer that cannot meet the target under the cap gets its fastest allowed folding.
     """
 
-    def __init__(self, target_cycles: int, keep: float = 0.125, skip: set[str] = frozenset()):
+    def __init__(self, target_cycles: int, keep: float = 0.125, skip: set[str] = frozenset(),
+                 max_pe: int = 0):
         super().__init__()
-        self.target, self.keep, self.skip = target_cycles, keep, skip
+        self.target, self.keep, self.skip, self.max_pe = target_cycles, keep, skip, max_pe
 
     def apply(self, model):
         inputs_masked = False
@@ -250,10 +253,13 @@ class FoldMaskedLayers(Transformation):
             mh, ch, kk = inst.get_nodeattr("MH"), inst.channels, inst.get_nodeattr("KK")
             if not (inst.get_nodeattr("layerName") in self.skip or node.name in self.skip):
                 pixels = inst.pixels()
-                options = [(pe, s) for pe in divisors(mh) for s in divisors(ch)
+                allowed = [(pe, s) for pe in divisors(mh) if not self.max_pe or pe <= self.max_pe
+                           for s in divisors(ch)]
+                options = [(pe, s) for pe, s in allowed
                            if pixels * (mh // pe) * (kk * ch // s) <= self.target]
-                if not options:
-                    options = [(mh, ch)]
+                if not options:  # the fastest allowed foldings
+                    most = max(pe * s for pe, s in allowed)
+                    options = [(pe, s) for pe, s in allowed if pe * s == most]
                 fewest = min(pe * s for pe, s in options)
 
                 def pruned_path(option, masked=inputs_masked):

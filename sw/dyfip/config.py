@@ -54,6 +54,7 @@ class Config:
     tau: float = 0.9
     budget: float = 0.1875
     group_size: int = 0  # mask granularity; 0: the PE of each layer in the board's folding
+    mask_pe_max: int = 0  # cap on that PE: finer masks, maybe more cycles; 0: no cap
     board: str = "Pynq-Z2"  # FINN folding for cycles and mask groups ("none": default folding)
     permute: bool = True  # cluster co-important filters into PE groups (function unchanged)
     mask_blocks: bool = False  # groups in the fewest input folds of the next layer (equal cycles)
@@ -122,6 +123,8 @@ class Config:
             raise ValueError(f"budget={self.budget} must be in (0, 1]")
         if self.group_size < 0:
             raise ValueError(f"group_size={self.group_size} must be >= 0 (0: the layer's PE)")
+        if self.mask_pe_max < 0:
+            raise ValueError(f"mask_pe_max={self.mask_pe_max} must be >= 0 (0: no cap)")
         for spec in self.stage_b:
             if self.group_size and spec.out_channels % self.group_size:
                 raise ValueError(
