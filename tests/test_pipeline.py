@@ -180,6 +180,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "mask_blocks=1 must be true or false" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "x"), "--set", "edge_weight_bits=16"]) == 2
     assert "edge_weight_bits=16 must be 0" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "mask_pe_max=-1"]) == 2
+    assert "mask_pe_max=-1 must be >= 0" in capsys.readouterr().err
 
 
 def test_cli_step_by_step(tmp_path):
