@@ -148,6 +148,18 @@ def test_pe_cap_gives_finer_mask_groups(hw_bundle, hw_model, max_pe, target):
         assert pe * simd == (min(meet) if meet else max(p * s for p, s in allowed))
 
 
+def test_model_config_caps_the_build(hw_model, tmp_path):
+    """The model's ``mask_pe_max`` reaches the build, so accelerator and tables agree."""
+    import copy
+
+    from dyfip_hw.build import estimate_accelerators
+
+    capped = copy.deepcopy(hw_model)
+    capped.config = capped.config.replace(mask_pe_max=1)
+    est, _, _ = estimate_accelerators(capped, tmp_path, "Pynq-Z2")
+    assert set(est["group_size"].values()) == {1}
+
+
 def test_stage_b_graph_has_one_mask_input(hw_bundle, hw_model):
     from qonnx.core.modelwrapper import ModelWrapper
 
