@@ -8,9 +8,10 @@ import torch
 from dyfip import bundle
 from dyfip.cli import main
 from dyfip.data import load_dataset
+from dyfip.decision import Decision
 from dyfip.evaluate import METHODS, pareto_front
 from dyfip.inference import Prediction, dyfip_predict
-from dyfip.model import load_checkpoint, model_hash
+from dyfip.model import images_to_float, load_checkpoint, model_hash
 from dyfip.tables import MaskTable
 
 
@@ -103,13 +104,11 @@ def test_unpruned_reference_restricted_to_the_sets(tiny_bundle):
     # independently: the base network's stage-B logits, best class of the set per image
     hit = np.flatnonzero(run & (p.decision.subsets == y[:, None]).any(axis=1))
     with torch.no_grad():
-        logits = base.stage_b_logits(base.features(torch.from_numpy(split.images[hit]).float()
-                                                   / 255)).numpy()
+        logits = base.stage_b_logits(base.features(images_to_float(split.images[hit]))).numpy()
     best = [max(set(s), key=lambda c: row[c]) for row, s in zip(logits, p.decision.subsets[hit])]
     assert errors["unpruned"] == pytest.approx(np.sum(np.array(best) != y[hit]) / len(y))
-    moved = Prediction(p.classes, p.decision.__class__(
-        p.exited, np.roll(p.decision.branch_pred, 1), p.decision.subsets,
-        p.decision.confidence), p.logits)
+    moved = Prediction(p.classes, Decision(p.exited, np.roll(p.decision.branch_pred, 1),
+                                           p.decision.subsets, p.decision.confidence), p.logits)
     with pytest.raises(RuntimeError, match="branch decisions differ"):
         within_set_errors(unpruned, moved, y, correct)
 
@@ -118,7 +117,7 @@ def test_masked_stage_b_activations_are_zero(tiny_bundle):
     model = load_checkpoint(tiny_bundle / "model.pt")
     table = MaskTable.load(tiny_bundle / "tables.npz")
     with np.load(tiny_bundle / "reference.npz") as ref:
-        x = torch.from_numpy(ref["images"][:5]).float() / 255
+        x = images_to_float(ref["images"][:5])
     masks = [torch.from_numpy(m).float().expand(5, -1) for m in table.masks_for((3, 8))]
     with torch.no_grad():
         y = model.features(x)
