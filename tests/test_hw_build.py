@@ -102,7 +102,7 @@ def test_masked_folding_minimises_the_pruned_path(hw_bundle, hw_model):
 
     g = ModelWrapper(str(hw_bundle / "accel" / "stage_b_dataflow.onnx"))
     target = load_board("Pynq-Z2").target_cycles_per_frame
-    keep, masked_inputs = hw_model.config.budget, False
+    keep, input_keep = hw_model.config.budget, None
     for node in (n for n in g.graph.node if base_op_type(n) == "MaskedMVAU"):
         inst = getCustomOp(node)
         mh, ch, kk, px = (inst.get_nodeattr("MH"), inst.channels, inst.get_nodeattr("KK"),
@@ -110,7 +110,7 @@ def test_masked_folding_minimises_the_pruned_path(hw_bundle, hw_model):
         pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
 
         def cost(p, s):
-            return (px * expected_masked_cycles(mh, ch, kk, p, s, keep, masked_inputs)
+            return (px * expected_masked_cycles(mh, ch, kk, p, s, keep, input_keep)
                     + feeder_cycles(g, node, s))
         rivals = [(p, s) for p in divisors(mh) for s in divisors(ch)
                   if p * s == pe * simd and px * (mh // p) * (kk * ch // s) <= target]
@@ -121,7 +121,7 @@ def test_masked_folding_minimises_the_pruned_path(hw_bundle, hw_model):
             assert feeder.get_nodeattr("SIMD") == simd
             if "parallel_window" in feeder.get_nodeattr_types():
                 assert feeder.get_nodeattr("parallel_window") == 0
-        masked_inputs = True
+        input_keep = keep
 
 
 @pytest.mark.parametrize("max_pe, target", [(1, None), (2, 64)])

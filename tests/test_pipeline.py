@@ -181,13 +181,20 @@ def test_cli_errors(tmp_path, capsys):
     assert "edge_weight_bits=16 must be 0" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "x"), "--set", "mask_pe_max=-1"]) == 2
     assert "mask_pe_max=-1 must be >= 0" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x"), "--budget", "0.5,0.25,0.25"]) == 2
+    assert "one per stage-B layer (2)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--out", str(tmp_path / "x"), "--budget", "half"])
+    assert "--budget: invalid" in capsys.readouterr().err
 
 
 def test_cli_step_by_step(tmp_path):
     out = str(tmp_path)
     assert main(["train", "--out", out, "--quick", "--epochs", "1", "--set", "k_max=0",
-                 "--set", "set_mass=0.8", "--set", "mask_blocks=true", "--set", "finetune_routed=true"]
-                ) == 0  # fixed sets of k=2 (quick: adaptive); masks in the fewest SIMD blocks
+                 "--set", "set_mass=0.8", "--set", "mask_blocks=true", "--set", "finetune_routed=true",
+                 "--budget", "0.5,0.25"]
+                ) == 0  # fixed sets of k=2 (quick: adaptive); masks in the fewest SIMD blocks;
+    # a budget per stage-B layer
     assert main(["explain", "--out", out]) == 0
     assert main(["finetune", "--out", out]) == 2  # needs the folding first
     assert main(["fold", "--out", out]) == 0
@@ -196,6 +203,9 @@ def test_cli_step_by_step(tmp_path):
     assert main(["evaluate", "--out", out, "--no-sweep"]) == 0
     report = json.loads((tmp_path / bundle.REPORT_JSON).read_text())
     assert report["sweep"] == [] and report["params"]["permuted"]
+    assert report["params"]["budget"] == [0.5, 0.25]
+    table = MaskTable.load(tmp_path / bundle.TABLES)
+    assert [int(m.sum(axis=1).max()) for m in table.masks] == [32, 16]  # of 64 / 64 filters
     # steps run by separate commands still report their times
     assert set(report["timings_s"]) >= {"train", "explain", "fold", "finetune"}
     assert (report["params"]["k_max"], report["params"]["set_mass"]) == (2, 0.8)

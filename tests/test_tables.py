@@ -21,6 +21,28 @@ def test_every_subset_within_budget_at_group_granularity():
         MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=[4], model_hash="h")
 
 
+def test_per_layer_budgets(tmp_path):
+    """A budget per layer keeps its own share of each layer; it survives save/load and the
+    check on load holds every layer to its own budget."""
+    t = MaskTable.build(_importance(), k=2, budget=(0.5, 0.25), group_sizes=[4, 2],
+                        model_hash="h")
+    assert [int(m.sum(axis=1).max()) for m in t.masks] == [8, 2]
+    assert [int(m.sum()) for m in t.static_masks] == [8, 2]
+    t.save(tmp_path / "t.npz")
+    assert MaskTable.load(tmp_path / "t.npz").budget == (0.5, 0.25)
+    t.budget = (0.25, 0.25)  # the first layer now keeps twice its budget
+    t.save(tmp_path / "over.npz")
+    with pytest.raises(TableError, match="stage_b.0 keeps more than its budget of 4"):
+        MaskTable.load(tmp_path / "over.npz")
+    t.budget = (0.5, 0.25, 0.25)
+    t.save(tmp_path / "three.npz")
+    with pytest.raises(TableError, match="3 budgets for 2 prunable layers"):
+        MaskTable.load(tmp_path / "three.npz")
+    with pytest.raises(TableError, match="3 budgets for 2 prunable layers"):
+        MaskTable.build(_importance(), k=2, budget=(0.5, 0.25, 0.25), group_sizes=1,
+                        model_hash="h")
+
+
 def test_masks_follow_importance():
     imp = {"l": np.zeros((3, 3, 8))}
     imp["l"][0, 0, 5] = imp["l"][1, 1, 2] = 10.0

@@ -22,6 +22,7 @@ import numpy as np
 from dyfip.bundle import CHECKPOINT, atomic_write_with, write_json, write_npz
 from dyfip.dataflow import FORMAT_VERSION, LAYERS_JSON, Accelerator
 from dyfip.model import model_hash
+from dyfip.tables import Budget
 
 from .boards import Board, load_board
 from .builder import BITSTREAM_STEPS, ESTIMATE_STEPS, BuildConfig, StageSpec, build_stage
@@ -49,7 +50,7 @@ def stage_specs(model, paths: dict[str, Path]) -> list[StageSpec]:
 
 
 def build_accelerators(model, out_dir: str | Path, board: Board | str,
-                       steps: list[str] | None = None, mask_keep: float | None = None
+                       steps: list[str] | None = None, mask_keep: Budget | None = None
                        ) -> tuple[dict, BuildConfig]:
     """Export and build both stages into ``out_dir``; returns ({stage: model}, config).
 
@@ -136,7 +137,7 @@ def self_check(accel_dir: Path, graphs: dict, n: int = 4, seed: int = 0) -> int:
 
 
 def estimate_accelerators(model, out_dir: str | Path, board: Board | str,
-                          t0: float | None = None, mask_keep: float | None = None
+                          t0: float | None = None, mask_keep: Budget | None = None
                           ) -> tuple[dict, dict, BuildConfig]:
     """Build, export (``out_dir/accel``), self-check and estimate; no bitstream steps.
 

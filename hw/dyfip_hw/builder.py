@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from dyfip.tables import Budget
+
 from .boards import Board
 from .finn_env import ToolMissing, missing_tools, setup
 
@@ -80,7 +82,7 @@ class BuildConfig:
     board: Board
     out_dir: Path
     steps: list[str] = field(default_factory=lambda: list(ESTIMATE_STEPS))
-    mask_keep: float = 0.125  # typical kept fraction of filters: the tables' budget
+    mask_keep: Budget = 0.125  # kept fraction of filters (or one per layer): the tables' budget
     mask_pe_max: int = 0  # largest PE (= mask group) of a filter-enable layer; 0: no cap
     save_intermediate: bool = False
     log: list[dict] = field(default_factory=list)  # filled: step, seconds

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dyfip.kernels import enabled_folds
+from dyfip.tables import Budget
 
 
 def class_profiles(importance: np.ndarray) -> np.ndarray:
@@ -122,7 +123,7 @@ def permutations(importance: Mapping[str, np.ndarray], group_sizes: Mapping[str,
             for name in group_sizes}
 
 
-def fold_gain(importance: Mapping[str, np.ndarray], estimates: dict, budget: float, k: int,
+def fold_gain(importance: Mapping[str, np.ndarray], estimates: dict, budget: Budget, k: int,
               perms: Mapping[str, np.ndarray] | None = None, mode: str = "class") -> dict:
     """Average cost of class-subset masks for every k-subset, as the tables select them.
 
@@ -131,7 +132,7 @@ def fold_gain(importance: Mapping[str, np.ndarray], estimates: dict, budget: flo
     importance of the kept groups over that of the same number of best single filters).
     """
     from dyfip.dataflow import stage_cycles
-    from dyfip.tables import select_mask, subset_scores
+    from dyfip.tables import layer_budgets, select_mask, subset_scores
 
     imp = permute_importance(importance, perms) if perms else dict(importance)
     stage = estimates["stages"]["stage_b"]
@@ -141,16 +142,17 @@ def fold_gain(importance: Mapping[str, np.ndarray], estimates: dict, budget: flo
     folds = {n: [] for n in names}
     kept_frac = {n: [] for n in names}
     cycles = []
+    budgets = layer_budgets(budget, len(layers))
     for subset in itertools.combinations(range(n_cls), k):
         masks = []
-        for la in layers:
+        for la, keep in zip(layers, budgets):
             li = imp[la["layer"]]
             scores = (subset_scores(li, subset, mode) if li.ndim == 3
                       else class_profiles(li)[list(subset)].sum(0))
-            m = select_mask(scores, budget, 1)
+            m = select_mask(scores, keep, 1)
             masks.append(m)
             folds[la["layer"]].append(enabled_folds(m, la["PE"]))
-            g = select_mask(scores, budget, la["PE"])
+            g = select_mask(scores, keep, la["PE"])
             best = np.sort(scores)[::-1][: int(g.sum())].sum()
             kept_frac[la["layer"]].append(scores[g].sum() / best if best > 0 else 1.0)
         cycles.append(stage_cycles(stage, masks))

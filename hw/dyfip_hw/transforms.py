@@ -1,6 +1,8 @@
 """Small graph transformations of the DyFiP flow (qonnx ``Transformation`` classes)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from onnx import TensorProto, helper
 from qonnx.core.datatype import DataType
@@ -177,15 +179,17 @@ def check_folding(name: str, inst) -> None:
 
 
 def expected_masked_cycles(mh: int, ch: int, kk: int, pe: int, simd: int, keep: float,
-                           inputs_masked: bool) -> int:
+                           input_keep: float | None) -> int:
     """Per-pixel cycles of a MaskedMVAU at the table budget ``keep``: whole PE groups kept,
-    its enabled input channels in the fewest SIMD blocks (the tables' block constraint), so
-    every mask of a table costs what contiguous enabled lanes cost."""
+    its enabled input channels (``input_keep`` of them, the previous layer's budget; None:
+    inputs not masked) in the fewest SIMD blocks (the tables' block constraint), so every
+    mask of a table costs what contiguous enabled lanes cost."""
     from dyfip.kernels import Folding, masked_mvau_cycles
     from dyfip.tables import keep_count
 
     filters = np.arange(mh) < keep_count(mh, keep, pe) * pe
-    channels = (np.arange(ch) < max(1, int(np.ceil(keep * ch)))) if inputs_masked else None
+    channels = (None if input_keep is None
+                else np.arange(ch) < max(1, int(np.ceil(input_keep * ch))))
     return masked_mvau_cycles(Folding(mh, kk * ch, pe, simd, kk), filters, channels)
 
 
@@ -233,22 +237,24 @@ class FoldMaskedLayers(Transformation):
     FINN's SetFolding does not know MaskedMVAU (and may pick a SIMD that divides MW but
     not CH). Among the foldings meeting the target with the fewest multipliers, we pick the
     one with the fewest cycles of the pruned path under a typical mask (``keep``: the
-    tables' budget), counting the window feeders that stream at the same SIMD, then the
-    smallest PE (the finest mask groups): what DyFiP's single-image latency depends on.
+    tables' budget, one for every layer or one per layer), counting the window feeders
+    that stream at the same SIMD, then the smallest PE (the finest mask groups): what DyFiP's single-image latency depends on.
     ``max_pe`` (0: none) caps PE, i.e. the mask groups: finer masks, maybe more cycles;
     a layer that cannot meet the target under the cap gets its fastest allowed folding.
     """
 
-    def __init__(self, target_cycles: int, keep: float = 0.125, skip: set[str] = frozenset(),
-                 max_pe: int = 0):
+    def __init__(self, target_cycles: int, keep: float | Sequence[float] = 0.125,
+                 skip: set[str] = frozenset(), max_pe: int = 0):
         super().__init__()
         self.target, self.keep, self.skip, self.max_pe = target_cycles, keep, skip, max_pe
 
     def apply(self, model):
-        inputs_masked = False
-        for node in model.graph.node:
-            if base_op_type(node) != "MaskedMVAU":
-                continue
+        from dyfip.tables import layer_budgets
+
+        layers = [n for n in model.graph.node if base_op_type(n) == "MaskedMVAU"]
+        keeps = layer_budgets(self.keep, len(layers)) if layers else []  # stage A: none
+        input_keep = None  # the first filter-enable layer's inputs are not masked
+        for node, keep in zip(layers, keeps):
             inst = getCustomOp(node)
             mh, ch, kk = inst.get_nodeattr("MH"), inst.channels, inst.get_nodeattr("KK")
             if not (inst.get_nodeattr("layerName") in self.skip or node.name in self.skip):
@@ -262,17 +268,17 @@ class FoldMaskedLayers(Transformation):
                     options = [(pe, s) for pe, s in allowed if pe * s == most]
                 fewest = min(pe * s for pe, s in options)
 
-                def pruned_path(option, masked=inputs_masked):
+                def pruned_path(option, keep=keep, input_keep=input_keep):
                     pe, simd = option
-                    return (pixels * expected_masked_cycles(mh, ch, kk, pe, simd, self.keep,
-                                                            masked)
+                    return (pixels * expected_masked_cycles(mh, ch, kk, pe, simd, keep,
+                                                            input_keep)
                             + feeder_cycles(model, node, simd), pe)
 
                 pe, simd = min(((pe, s) for pe, s in options if pe * s == fewest),
                                key=pruned_path)
                 inst.set_nodeattr("PE", pe)
                 inst.set_nodeattr("SIMD", simd)
-            inputs_masked = True
+            input_keep = keep
         return model, False
 
 

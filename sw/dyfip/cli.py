@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config import parse_budget
+
 STEP_COMMANDS = {"train": ("train",), "explain": ("explain",), "fold": ("fold",),
                  "finetune": ("finetune",), "evaluate": ("evaluate",),
                  "run": ("train", "explain", "fold", "finetune", "evaluate", "build")}
@@ -19,7 +21,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-epochs", dest="finetune_epochs", type=int)
     p.add_argument("--k", type=int)
     p.add_argument("--tau", type=float)
-    p.add_argument("--budget", type=float)
+    p.add_argument("--budget", type=parse_budget,
+                   help="kept fraction of filters: one for every stage-B layer, or one per "
+                   "layer comma-separated (e.g. 0.25,0.3125,0.3125)")
     p.add_argument("--group-size", dest="group_size", type=int,
                    help="mask granularity in filters (default 0: the PE of the folding)")
     p.add_argument("--board", help="board whose FINN folding sets cycles and mask groups "

@@ -52,7 +52,7 @@ class Config:
     k_max: int = 0  # > k: adaptive sets of k..k_max classes holding set_mass (0: always k)
     set_mass: float = 0.95  # branch probability an adaptive candidate set must hold
     tau: float = 0.9
-    budget: float = 0.1875
+    budget: float | tuple[float, ...] = 0.1875  # kept filter fraction (or one per layer)
     group_size: int = 0  # mask granularity; 0: the PE of each layer in the board's folding
     mask_pe_max: int = 0  # cap on that PE: finer masks, maybe more cycles; 0: no cap
     board: str = "Pynq-Z2"  # FINN folding for cycles and mask groups ("none": default folding)
@@ -94,6 +94,8 @@ class Config:
         for key in ("head_hidden", "sweep_tau", "sweep_k", "sweep_budget"):
             if key in data:
                 data[key] = tuple(data[key])
+        if isinstance(data.get("budget"), list):
+            data["budget"] = tuple(data["budget"])
         return cls(**data)
 
     @classmethod
@@ -119,8 +121,11 @@ class Config:
             raise ValueError(f"set_mass={self.set_mass} must be in (0, 1]")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau={self.tau} must be in (0, 1]")
-        if not 0.0 < self.budget <= 1.0:
-            raise ValueError(f"budget={self.budget} must be in (0, 1]")
+        budgets = self.budget if isinstance(self.budget, tuple) else (self.budget,)
+        if (not all(isinstance(b, (int, float)) and 0.0 < b <= 1.0 for b in budgets)
+                or len(budgets) not in (1, len(self.stage_b))):
+            raise ValueError(f"budget={self.budget} must be a fraction in (0, 1], or one per "
+                             f"stage-B layer ({len(self.stage_b)})")
         if self.group_size < 0:
             raise ValueError(f"group_size={self.group_size} must be >= 0 (0: the layer's PE)")
         if self.mask_pe_max < 0:
@@ -182,6 +187,16 @@ def parse_setting(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def parse_budget(text: str) -> float | tuple[float, ...]:
+    """``"0.25"`` -> 0.25 (every layer); ``"0.25,0.3125"`` -> one kept fraction per layer."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"budget {text!r}: expected a fraction or comma-separated fractions, "
+                         "one per stage-B layer") from None
+    return values[0] if len(values) == 1 else values
+
+
 def preset(dataset: str, quick: bool = False, **overrides: Any) -> Config:
     """The preset for ``dataset`` (``quick``: smoke-test sizes) with ``overrides`` applied
     (None values are ignored)."""
@@ -192,4 +207,4 @@ def preset(dataset: str, quick: bool = False, **overrides: Any) -> Config:
     return PRESETS[dataset].replace(**changes)
 
 
-__all__ = ["Config", "ConvSpec", "PRESETS", "parse_setting", "preset"]
+__all__ = ["Config", "ConvSpec", "PRESETS", "parse_budget", "parse_setting", "preset"]

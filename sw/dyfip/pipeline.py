@@ -22,7 +22,7 @@ from .evaluate import METHODS, Models, evaluate_point, plot_pareto, with_ratios
 from .explain import compute_importance, plot_importance
 from .model import DyFiPNet, build_model, load_checkpoint, model_hash, save_checkpoint
 from .report import write_report
-from .tables import MaskTable
+from .tables import Budget, MaskTable
 from .train import (FrozenOutputs, dynamic_policy, finetune_stage_b, frozen_outputs,
                     static_policy, train_joint)
 
@@ -134,7 +134,7 @@ class Pipeline:
         c = self.config
         return (c.max_set, c.set_mass) if k == c.k else (k, 1.0)
 
-    def table(self, model: DyFiPNet, k: int, budget: float) -> MaskTable:
+    def table(self, model: DyFiPNet, k: int, budget: Budget) -> MaskTable:
         """Masks for every candidate set at ``budget``, bound to ``model``'s weights."""
         c = self.config
         cost = self.cost_model(model)
@@ -152,7 +152,7 @@ class Pipeline:
             self._frozen = (key, frozen_outputs(base, self.data.train))
         return self._frozen[1]
 
-    def finetune_all(self, base: DyFiPNet, budget: float, k: int, epochs: int,
+    def finetune_all(self, base: DyFiPNet, budget: Budget, k: int, epochs: int,
                      which=("static", "static_exit", "dyfip")
                      ) -> tuple[MaskTable, dict[str, DyFiPNet]]:
         """Fine-tune stage B for each pruned method at ``budget``, same effort for each.
@@ -234,7 +234,7 @@ class Pipeline:
         points: list[dict] = []
         if not (c.sweep_budget or c.sweep_k or c.sweep_tau):
             return points
-        grid = itertools.product(sorted(set(c.sweep_budget) | {c.budget}),
+        grid = itertools.product(sorted(set(c.sweep_budget) | {c.budget}, key=np.mean),
                                  sorted(k for k in set(c.sweep_k) | {c.k}
                                         if k < models.base.num_classes))
         for budget, k in grid:

@@ -1,6 +1,7 @@
 """Filter-enable tables: per class subset S, one keep-mask per prunable layer.
 
-Each mask keeps at most ``budget * F_l`` filters of layer l, chosen in groups of
+Each mask keeps at most ``budget_l * F_l`` filters of layer l (one budget for every layer,
+or one per layer), chosen in groups of
 ``group_sizes[l]`` consecutive filters (the layer's PE: one neuron fold of the accelerator)
 that lie in as few blocks of ``block_sizes[l]`` filters as possible (the next layer's SIMD:
 one of its input folds), so the worst case over all S is bounded by construction.
@@ -20,6 +21,8 @@ from .decision import pad_sets, set_sizes
 
 TABLE_VERSION = 1
 
+Budget = float | tuple[float, ...]  # kept fraction of filters: every layer's, or per layer
+
 
 class TableError(ValueError):
     """A table is corrupt, of the wrong shape, or belongs to another model."""
@@ -28,6 +31,17 @@ class TableError(ValueError):
 def set_key(subset) -> tuple[int, ...]:
     """The class set of a (possibly padded) row, as a sorted tuple."""
     return tuple(sorted({int(c) for c in np.asarray(subset).ravel()}))
+
+
+def layer_budgets(budget: Budget, layers: int) -> list[float]:
+    """The kept fraction of each of ``layers`` prunable layers."""
+    per_layer = [float(b) for b in np.atleast_1d(np.asarray(budget, dtype=np.float64))]
+    if len(per_layer) == 1:
+        return per_layer * layers
+    if len(per_layer) != layers:
+        raise TableError(f"{len(per_layer)} budgets for {layers} prunable layers: give one "
+                         "for all or one per layer")
+    return per_layer
 
 
 def keep_count(filters: int, budget: float, group_size: int) -> int:
@@ -104,7 +118,7 @@ class MaskTable:
     subsets: np.ndarray  # int (n, k_max): by size, then lexicographic
     masks: list[np.ndarray]  # per layer: bool (n, F_l)
     static_masks: list[np.ndarray]  # per layer: bool (F_l,)
-    budget: float
+    budget: Budget
     group_sizes: list[int]  # per layer
     model_hash: str
     mode: str = "class"
@@ -136,7 +150,7 @@ class MaskTable:
 
     # -- building ------------------------------------------------------------------------
     @classmethod
-    def build(cls, importance: dict[str, np.ndarray], k: int, budget: float,
+    def build(cls, importance: dict[str, np.ndarray], k: int, budget: Budget,
               group_sizes: list[int] | int, model_hash: str, mode: str = "class",
               k_max: int | None = None, block_sizes: list[int] | None = None
               ) -> "MaskTable":
@@ -160,11 +174,12 @@ class MaskTable:
         # combinations are sorted, so repeating the last class is pad_sets' canonical form
         subsets = np.array([s + (s[-1],) * (k_max - len(s)) for s in sets], dtype=np.int64)
         masks, static = [], []
-        for name, group, block in zip(names, group_sizes, block_sizes):
+        budgets = layer_budgets(budget, len(names))
+        for name, keep, group, block in zip(names, budgets, group_sizes, block_sizes):
             imp = importance[name]
-            masks.append(np.stack([select_mask(subset_scores(imp, s, mode), budget, group,
+            masks.append(np.stack([select_mask(subset_scores(imp, s, mode), keep, group,
                                                block) for s in subsets]))
-            static.append(select_mask(subset_scores(imp, range(num_classes), mode), budget,
+            static.append(select_mask(subset_scores(imp, range(num_classes), mode), keep,
                                       group, block))
         return cls(names, subsets, masks, static, budget, list(group_sizes), model_hash, mode,
                    block_sizes=block_sizes)
@@ -197,7 +212,7 @@ class MaskTable:
         arrays = {f"masks_{i}": m for i, m in enumerate(self.masks)}
         arrays.update({f"static_{i}": m for i, m in enumerate(self.static_masks)})
         write_npz(path, version=np.int64(self.version), layer_names=np.array(self.layer_names),
-                  subsets=self.subsets, budget=np.float64(self.budget),
+                  subsets=self.subsets, budget=np.asarray(self.budget, dtype=np.float64),
                   group_sizes=np.array(self.group_sizes, dtype=np.int64),
                   block_sizes=np.array(self.block_sizes, dtype=np.int64),
                   model_hash=np.array(self.model_hash),
@@ -221,7 +236,7 @@ class MaskTable:
             table = cls(names, data["subsets"].astype(np.int64),
                         [data[f"masks_{i}"].astype(bool) for i in range(len(names))],
                         [data[f"static_{i}"].astype(bool) for i in range(len(names))],
-                        float(data["budget"]), [int(g) for g in data["group_sizes"]],
+                        _budget(data["budget"]), [int(g) for g in data["group_sizes"]],
                         str(data["model_hash"]),
                         str(data["mode"]), version,
                         [int(b) for b in data.get("block_sizes", data["group_sizes"])])
@@ -250,20 +265,29 @@ class MaskTable:
             raise TableError(f"{source}: {layers} layers but {len(self.masks)} masks, "
                              f"{len(self.group_sizes)} group sizes and "
                              f"{len(self.block_sizes)} block sizes")
-        for name, m, s, g, b in zip(self.layer_names, self.masks, self.static_masks,
-                                    self.group_sizes, self.block_sizes):
+        try:
+            budgets = layer_budgets(self.budget, layers)
+        except TableError as exc:
+            raise TableError(f"{source}: {exc}") from exc
+        for name, m, s, keep, g, b in zip(self.layer_names, self.masks, self.static_masks,
+                                          budgets, self.group_sizes, self.block_sizes):
             if m.ndim != 2 or m.shape[0] != n or s.shape != m.shape[1:]:
                 raise TableError(f"{source}: layer {name} masks have shape {m.shape} / "
                                  f"{s.shape}, expected ({n}, F) / (F,)")
-            limit = keep_count(m.shape[1], self.budget, g) * g
+            limit = keep_count(m.shape[1], keep, g) * g
             if m.sum(axis=1).max() > limit or s.sum() > limit:
                 raise TableError(f"{source}: layer {name} keeps more than its budget of "
                                  f"{limit} filters")
             if b < g or b % g or m.shape[1] % b:
                 raise TableError(f"{source}: layer {name} block size {b} is not a multiple "
                                  f"of its group size {g} dividing {m.shape[1]} filters")
-            blocks = block_count(m.shape[1], self.budget, g, b)
+            blocks = block_count(m.shape[1], keep, g, b)
             used = np.vstack([m, s[None]]).reshape(n + 1, -1, b).any(axis=2).sum(axis=1)
             if used.max() > blocks:
                 raise TableError(f"{source}: layer {name} has masks in {used.max()} blocks "
                                  f"of {b} filters; its budget allows {blocks}")
+
+
+def _budget(value: np.ndarray) -> Budget:
+    """A saved budget: a float, or a tuple of per-layer floats."""
+    return float(value) if value.ndim == 0 else tuple(float(b) for b in value.ravel())
