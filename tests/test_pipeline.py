@@ -183,22 +183,41 @@ def test_cli_errors(tmp_path, capsys):
     assert "mask_pe_max=-1 must be >= 0" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "x"), "--budget", "0.5,0.25,0.25"]) == 2
     assert "one per stage-B layer (2)" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "permute_cluster=0"]) == 2
+    assert "permute_cluster=0 must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--out", str(tmp_path / "x"), "--budget", "half"])
     assert "--budget: invalid" in capsys.readouterr().err
+
+
+def _check_clusters_of_two_groups(out):
+    """The fold's permutation clusters 2 x PE filters (``permute_cluster=2``), not PE
+    (then the clusters into the mask blocks, ``mask_blocks=true``)."""
+    from dyfip.costs import mask_block_sizes
+    from dyfip_hw.permute import cluster_permutation
+
+    perms = json.loads((out / "permutation.json").read_text())["perms"]
+    folding = json.loads((out / "folding.json").read_text())
+    blocks = mask_block_sizes(folding["stages"]["stage_b"])
+    with np.load(out / bundle.IMPORTANCE) as z:
+        for name, perm in perms.items():
+            unpermuted, g = z[name][..., np.argsort(perm)], folding["group_size"][name]
+            assert cluster_permutation(unpermuted, 2 * g, blocks[name]).tolist() == perm
+            assert cluster_permutation(unpermuted, g, blocks[name]).tolist() != perm
 
 
 def test_cli_step_by_step(tmp_path):
     out = str(tmp_path)
     assert main(["train", "--out", out, "--quick", "--epochs", "1", "--set", "k_max=0",
                  "--set", "set_mass=0.8", "--set", "mask_blocks=true", "--set", "finetune_routed=true",
-                 "--budget", "0.5,0.25"]
+                 "--budget", "0.5,0.25", "--set", "permute_cluster=2"]
                 ) == 0  # fixed sets of k=2 (quick: adaptive); masks in the fewest SIMD blocks;
-    # a budget per stage-B layer
+    # a budget per stage-B layer; the permutation clusters two PE groups at a time
     assert main(["explain", "--out", out]) == 0
     assert main(["finetune", "--out", out]) == 2  # needs the folding first
     assert main(["fold", "--out", out]) == 0
     assert (tmp_path / "folding.json").exists() and (tmp_path / "permutation.json").exists()
+    _check_clusters_of_two_groups(tmp_path)
     assert main(["finetune", "--out", out, "--finetune-epochs", "1"]) == 0
     assert main(["evaluate", "--out", out, "--no-sweep"]) == 0
     report = json.loads((tmp_path / bundle.REPORT_JSON).read_text())

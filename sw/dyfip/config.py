@@ -57,6 +57,7 @@ class Config:
     mask_pe_max: int = 0  # cap on that PE: finer masks, maybe more cycles; 0: no cap
     board: str = "Pynq-Z2"  # FINN folding for cycles and mask groups ("none": default folding)
     permute: bool = True  # cluster co-important filters into PE groups (function unchanged)
+    permute_cluster: int = 1  # PE groups per cluster of filters with similar class profiles
     mask_blocks: bool = False  # groups in the fewest input folds of the next layer (equal cycles)
     xai_method: str = "grad_x_act"
     importance_mode: str = "class"  # "class" or "contrast" (see dyfip.tables)
@@ -128,6 +129,9 @@ class Config:
                              f"stage-B layer ({len(self.stage_b)})")
         if self.group_size < 0:
             raise ValueError(f"group_size={self.group_size} must be >= 0 (0: the layer's PE)")
+        if self.permute_cluster < 1:
+            raise ValueError(f"permute_cluster={self.permute_cluster} must be >= 1 (PE groups "
+                             "per cluster)")
         if self.mask_pe_max < 0:
             raise ValueError(f"mask_pe_max={self.mask_pe_max} must be >= 0 (0: no cap)")
         for spec in self.stage_b:

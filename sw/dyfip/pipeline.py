@@ -119,7 +119,8 @@ class Pipeline:
         imp = self.importance()
         before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
         blocks = mask_block_sizes(est["stages"]["stage_b"]) if c.mask_blocks else None
-        base, imp, perms = apply_permutation(base, imp, est["group_size"], blocks)
+        base, imp, perms = apply_permutation(base, imp, self.cluster_sizes(est, base),
+                                             blocks)
         base.config = c  # the run's settings (budget) travel with the weights
         after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
         save_checkpoint(base, self.path(BASE))
@@ -127,6 +128,19 @@ class Pipeline:
         bundle.write_json(self.path(PERMUTATION), {
             "perms": {k: v.tolist() for k, v in perms.items()},
             "unpermuted": before, "permuted": after})
+
+    def cluster_sizes(self, est: dict, model: DyFiPNet) -> dict[str, int]:
+        """Filters per cluster of the permutation: ``permute_cluster`` PE groups per layer,
+        so consecutive groups share classes too."""
+        n = self.config.permute_cluster
+        filters = dict(zip(model.prunable_layers, model.filters_per_layer))
+        sizes = {name: int(g) * n for name, g in est["group_size"].items()}
+        for name, size in sizes.items():
+            if filters[name] % size:
+                f = filters[name]
+                raise ValueError(f"permute_cluster={n}: clusters of {size} filters do not "
+                                 f"divide layer {name}'s {f} filters")
+        return sizes
 
     def set_rule(self, k: int) -> tuple[int, float]:
         """(k_max, set_mass) of candidate sets starting at ``k``: the config's adaptive
