@@ -157,6 +157,20 @@ def test_pareto_front():
     assert sorted(pareto_front(pts)) == [0, 2, 4]
 
 
+def test_per_layer_budget_config():
+    """A budget per stage-B layer: a list becomes a tuple (hashable, as the sweep needs),
+    survives config.json, and a wrong count or value is rejected."""
+    from dyfip.config import Config, preset
+
+    c = preset("fashion-mnist", budget=[0.25, 0.3125, 0.3125])
+    assert c.budget == (0.25, 0.3125, 0.3125) and {c.budget}
+    assert Config.from_dict(json.loads(c.to_json())) == c
+    c.validate(10)
+    for bad in ((0.25, 0.3125), (0.25, 0.0, 0.5)):
+        with pytest.raises(ValueError, match="one per stage-B layer \\(3\\)"):
+            c.replace(budget=bad).validate(10)
+
+
 def test_cli_errors(tmp_path, capsys):
     assert main(["evaluate", "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err

@@ -71,6 +71,10 @@ class Config:
     default_pe: int = 4
     default_simd: int = 4
 
+    def __post_init__(self) -> None:
+        if isinstance(self.budget, list):  # per-layer budgets given as a list: hashable tuple
+            object.__setattr__(self, "budget", tuple(self.budget))
+
     @property
     def max_set(self) -> int:
         """The largest candidate set (k, or k_max when sets are adaptive)."""
@@ -95,8 +99,6 @@ class Config:
         for key in ("head_hidden", "sweep_tau", "sweep_k", "sweep_budget"):
             if key in data:
                 data[key] = tuple(data[key])
-        if isinstance(data.get("budget"), list):
-            data["budget"] = tuple(data["budget"])
         return cls(**data)
 
     @classmethod

@@ -137,9 +137,8 @@ class Pipeline:
         sizes = {name: int(g) * n for name, g in est["group_size"].items()}
         for name, size in sizes.items():
             if filters[name] % size:
-                f = filters[name]
                 raise ValueError(f"permute_cluster={n}: clusters of {size} filters do not "
-                                 f"divide layer {name}'s {f} filters")
+                                 f"divide layer {name}'s {filters[name]} filters")
         return sizes
 
     def set_rule(self, k: int) -> tuple[int, float]:
