@@ -43,6 +43,10 @@ def test_report_contract(tiny_bundle):
     paired = d["vs_static_exit"]
     assert paired["margin"] == pytest.approx(report["margin_vs_static_exit"])
     assert paired["paired_se"] >= 0 and min(paired["only_this"], paired["only_baseline"]) >= 0
+    val = report["validation"]  # the same comparison on the held-out validation split
+    assert val["images"] == len(load_dataset("digits").val)
+    assert val["margin"] == pytest.approx(val["dyfip"] - val["static_exit"])
+    assert "validation images" in (tiny_bundle / "report.md").read_text()
     assert d["macs_worst"] < report["full"]["macs_worst"]
     assert report["static"]["macs_worst"] == report["static"]["macs_avg"]
     assert set(report["params"]) >= {"k", "tau", "budget", "seed", "dataset"}

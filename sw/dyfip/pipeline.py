@@ -230,6 +230,7 @@ class Pipeline:
                             "edge_weight_bits": c.edge_weight_bits or c.weight_bits}
         report["test_images"] = len(self.data.test)
         report["margin_vs_static_exit"] = main["dyfip"]["accuracy"] - main["static_exit"]["accuracy"]
+        report["validation"] = self.validation_margin(models, table, cost)
         if self.path(PERMUTATION).exists():
             perm = bundle.read_json(self.path(PERMUTATION))
             report["permutation"] = {k: {f: perm[k][f] for f in ("mean_enabled_folds",
@@ -240,6 +241,15 @@ class Pipeline:
         bundle.write_json(self.path(bundle.REPORT_JSON), report)
         write_report(report, self.path(bundle.REPORT_MD))
         return report
+
+    def validation_margin(self, models: Models, table: MaskTable, cost: CostModel) -> dict:
+        """Static+exit and DyFiP on the validation split (held out from training): a second,
+        independent measure of the margin, to check a change against before trusting it."""
+        c = self.config
+        r = evaluate_point(models, table, self.data.val, c.k, c.tau, cost,
+                           ("static_exit", "dyfip"), set_mass=c.set_mass)
+        return {"images": len(self.data.val), "static_exit": r["static_exit"]["accuracy"],
+                "dyfip": r["dyfip"]["accuracy"], **r["dyfip"]["vs_static_exit"]}
 
     def sweep(self, models: Models, cost: CostModel, full: dict) -> list[dict]:
         """Every (budget, k, tau) of the config; stage B fine-tuned once per (budget, k)."""

@@ -10,10 +10,10 @@ LABELS = {"full": "full network", "early_exit": "early exit only", "static": "st
           "static_exit": "static mask + exit + top-k", "dyfip": "**DyFiP**"}
 
 
-def _paired(paired: dict | None) -> str:
+def _paired(paired: dict | None, split: str = "test") -> str:
     if not paired:
         return ""
-    return (f" (paired s.e. {paired['paired_se'] * 100:.2f}: {paired['only_this']} test images "
+    return (f" (paired s.e. {paired['paired_se'] * 100:.2f}: {paired['only_this']} {split} images "
             f"only DyFiP gets right, {paired['only_baseline']} only static+exit)")
 
 
@@ -51,6 +51,14 @@ def _weights(params: dict) -> str:
             else f"{bits}-bit weights ({edge}-bit in the first conv and the classifier)")
 
 
+def _validation(v: dict | None) -> str:
+    if not v:
+        return ""
+    return (f" On the {v['images']} validation images: static+exit {v['static_exit']:.2%}, "
+            f"DyFiP {v['dyfip']:.2%}, margin {v['margin'] * 100:+.2f}" + _paired(v, "validation")
+            + ".")
+
+
 def write_report(report: dict, path: str | Path) -> None:
     p = report["params"]
     d = report["dyfip"]
@@ -70,7 +78,7 @@ def write_report(report: dict, path: str | Path) -> None:
         "",
         f"Branch top-1 {d['branch_top1']:.2%}, top-{p['k']} hit rate {d['topk_hit_rate']:.2%}; "
         f"DyFiP minus static+exit: {report['margin_vs_static_exit'] * 100:+.2f} points"
-        + _paired(d.get("vs_static_exit")) + ".", "",
+        + _paired(d.get("vs_static_exit")) + "." + _validation(report.get("validation")), "",
         "DyFiP's errors by cause (share of test images): " + ", ".join(
             f"{label} {d['errors'][key]:.2%}" for key, label in (
                 ("exit", "wrong early exit"), ("set_miss", "label not in the candidate set"),
