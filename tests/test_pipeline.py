@@ -224,6 +224,24 @@ def _check_clusters_of_two_groups(out):
             assert cluster_permutation(unpermuted, g, blocks[name]).tolist() != perm
 
 
+def test_cluster_sizes_must_tile_layers_and_blocks(tmp_path):
+    from types import SimpleNamespace
+
+    from dyfip.config import preset
+    from dyfip.pipeline import Pipeline
+
+    model = SimpleNamespace(prunable_layers=["stage_b.0", "stage_b.1"],
+                            filters_per_layer=[64, 64])
+    est = {"group_size": {"stage_b.0": 2, "stage_b.1": 2}}
+    p = Pipeline(preset("digits", permute_cluster=2), tmp_path)
+    assert p.cluster_sizes(est, model) == {"stage_b.0": 4, "stage_b.1": 4}
+    with pytest.raises(ValueError, match="mask blocks of 6 filters"):
+        p.cluster_sizes(est, model, {"stage_b.0": 6, "stage_b.1": 2})
+    p.config = preset("digits", permute_cluster=3)
+    with pytest.raises(ValueError, match="clusters of 6 filters do not divide layer stage_b.0"):
+        p.cluster_sizes(est, model)
+
+
 def test_cli_step_by_step(tmp_path):
     out = str(tmp_path)
     assert main(["train", "--out", out, "--quick", "--epochs", "1", "--set", "k_max=0",

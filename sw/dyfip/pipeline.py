@@ -119,7 +119,7 @@ class Pipeline:
         imp = self.importance()
         before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
         blocks = mask_block_sizes(est["stages"]["stage_b"]) if c.mask_blocks else None
-        base, imp, perms = apply_permutation(base, imp, self.cluster_sizes(est, base),
+        base, imp, perms = apply_permutation(base, imp, self.cluster_sizes(est, base, blocks),
                                              blocks)
         base.config = c  # the run's settings (budget) travel with the weights
         after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
@@ -129,16 +129,23 @@ class Pipeline:
             "perms": {k: v.tolist() for k, v in perms.items()},
             "unpermuted": before, "permuted": after})
 
-    def cluster_sizes(self, est: dict, model: DyFiPNet) -> dict[str, int]:
+    def cluster_sizes(self, est: dict, model: DyFiPNet,
+                      blocks: dict[str, int] | None = None) -> dict[str, int]:
         """Filters per cluster of the permutation: ``permute_cluster`` PE groups per layer,
-        so consecutive groups share classes too."""
+        so consecutive groups share classes too; they must tile the layer and its mask
+        ``blocks`` (``mask_blocks``)."""
         n = self.config.permute_cluster
         filters = dict(zip(model.prunable_layers, model.filters_per_layer))
         sizes = {name: int(g) * n for name, g in est["group_size"].items()}
         for name, size in sizes.items():
+            block = (blocks or {}).get(name, 0)
             if filters[name] % size:
                 raise ValueError(f"permute_cluster={n}: clusters of {size} filters do not "
                                  f"divide layer {name}'s {filters[name]} filters")
+            if block > size and block % size:
+                raise ValueError(f"permute_cluster={n}: clusters of {size} filters do not "
+                                 f"tile layer {name}'s mask blocks of {block} filters "
+                                 "(mask_blocks)")
         return sizes
 
     def set_rule(self, k: int) -> tuple[int, float]:
