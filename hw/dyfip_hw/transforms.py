@@ -238,7 +238,8 @@ class FoldMaskedLayers(Transformation):
     not CH). Among the foldings meeting the target with the fewest multipliers, we pick the
     one with the fewest cycles of the pruned path under a typical mask (``keep``: the
     tables' budget, one for every layer or one per layer), counting the window feeders
-    that stream at the same SIMD, then the smallest PE (the finest mask groups): what DyFiP's single-image latency depends on.
+    that stream at the same SIMD, then the smallest PE (the finest mask groups): what
+    DyFiP's single-image latency depends on.
     ``max_pe`` (0: none) caps PE, i.e. the mask groups: finer masks, maybe more cycles;
     a layer that cannot meet the target under the cap gets its fastest allowed folding.
     """
