@@ -46,7 +46,9 @@ def test_report_contract(tiny_bundle):
     val = report["validation"]  # the same comparison on the held-out validation split
     assert val["images"] == len(load_dataset("digits").val)
     assert val["margin"] == pytest.approx(val["dyfip"] - val["static_exit"])
+    assert set(val["within_set_errors"]) == set(within)
     assert "validation images" in (tiny_bundle / "report.md").read_text()
+    assert "(share of validation images)" in (tiny_bundle / "report.md").read_text()
     assert d["macs_worst"] < report["full"]["macs_worst"]
     assert report["static"]["macs_worst"] == report["static"]["macs_avg"]
     assert set(report["params"]) >= {"k", "tau", "budget", "seed", "dataset"}

@@ -251,12 +251,14 @@ class Pipeline:
 
     def validation_margin(self, models: Models, table: MaskTable, cost: CostModel) -> dict:
         """Static+exit and DyFiP on the validation split (held out from training): a second,
-        independent measure of the margin, to check a change against before trusting it."""
+        independent measure of the margin and of its within-set errors, to check a change
+        against before trusting it."""
         c = self.config
         r = evaluate_point(models, table, self.data.val, c.k, c.tau, cost,
                            ("static_exit", "dyfip"), set_mass=c.set_mass)
         return {"images": len(self.data.val), "static_exit": r["static_exit"]["accuracy"],
-                "dyfip": r["dyfip"]["accuracy"], **r["dyfip"]["vs_static_exit"]}
+                "dyfip": r["dyfip"]["accuracy"], **r["dyfip"]["vs_static_exit"],
+                "within_set_errors": r["dyfip"]["within_set_errors"]}
 
     def sweep(self, models: Models, cost: CostModel, full: dict) -> list[dict]:
         """Every (budget, k, tau) of the config; stage B fine-tuned once per (budget, k)."""

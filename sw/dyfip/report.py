@@ -24,14 +24,14 @@ def _row(name: str, r: dict) -> str:
             f"{r['cycles_worst_ratio']:.3f} | {extra} |")
 
 
-def _within_set(errors: dict | None) -> list[str]:
+def _within_set(errors: dict | None, split: str = "test") -> list[str]:
     """How much of the static mask's cost DyFiP's class masks win back (older reports: none)."""
     if not errors:
         return []
     recovered = errors.get("recovered")
     tail = ("" if recovered is None else
             f": DyFiP avoids {recovered:.0%} of the errors the static mask adds")
-    return [f"Stage B wrong within the set, label in the set (share of test images): unpruned "
+    return [f"Stage B wrong within the set, label in the set (share of {split} images): unpruned "
             f"{errors['unpruned']:.2%}, static+exit {errors['static_exit']:.2%}, DyFiP "
             f"{errors['dyfip']:.2%}{tail}.", ""]
 
@@ -84,6 +84,7 @@ def write_report(report: dict, path: str | Path) -> None:
                 ("exit", "wrong early exit"), ("set_miss", "label not in the candidate set"),
                 ("stage_b", "pruned stage B wrong within the set"))) + ".", "",
         *_within_set(d.get("within_set_errors")),
+        *_within_set((report.get("validation") or {}).get("within_set_errors"), "validation"),
         "![Pareto front](pareto.png)", "", "![Filter importance](importance.png)", "",
         "Step times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("timings_s", {}).items()),
         "",
