@@ -27,3 +27,13 @@ def test_empty_class_cannot_be_explained():
     split = Split(np.zeros((4, 1, 8, 8), np.uint8), np.array([0, 0, 1, 1]))
     with pytest.raises(ValueError, match="class 2 has no training images"):
         sample_per_class(split, 2, 3, 0)
+
+
+def test_one_pass_over_all_layers_equals_one_pass_per_layer(tiny_bundle, digits, monkeypatch):
+    import dyfip.explain as explain
+    model = load_checkpoint(tiny_bundle / "model.pt")
+    together = compute_importance(model, digits.train, "grad_x_act", per_class=4)
+    monkeypatch.setattr(explain, "MULTI_LAYER", ())
+    apart = compute_importance(model, digits.train, "grad_x_act", per_class=4)
+    for name in together:
+        np.testing.assert_allclose(together[name], apart[name], rtol=1e-6, atol=1e-9)

@@ -35,12 +35,25 @@ def sample_per_class(split: Split, per_class: int, num_classes: int, seed: int) 
     return np.concatenate(picks)
 
 
+# Methods that attribute to a list of layers in one forward/backward pass; the others run
+# once per layer (integrated gradients would interpolate every layer's output at once).
+MULTI_LAYER = ("grad_x_act",)
+
+
 def _attribute(method, features: torch.Tensor, target: int) -> list[torch.Tensor]:
     if isinstance(method, (LayerIntegratedGradients, LayerConductance)):
         attr = method.attribute(features, target=target, n_steps=16)
     else:
         attr = method.attribute(features, target=target)
-    return attr if isinstance(attr, (list, tuple)) else [attr]
+    return list(attr) if isinstance(attr, (list, tuple)) else [attr]
+
+
+def _attributors(model: DyFiPNet, method: str) -> list[tuple[list[int], object]]:
+    """(indices of the stage-B layers it covers, Captum attributor) pairs for ``method``."""
+    cls, layers = ATTRIBUTION_METHODS[method], list(model.stage_b)
+    if method in MULTI_LAYER:
+        return [(list(range(len(layers))), cls(model.stage_b_logits, layers))]
+    return [([i], cls(model.stage_b_logits, layer)) for i, layer in enumerate(layers)]
 
 
 def compute_importance(model: DyFiPNet, split: Split, method: str = "grad_x_act",
@@ -59,7 +72,7 @@ def compute_importance(model: DyFiPNet, split: Split, method: str = "grad_x_act"
     model.eval()
     idx = sample_per_class(split, per_class, num_classes, seed)
     labels = split.labels[idx]
-    layers = list(model.stage_b)
+    attributors = _attributors(model, method)
     sums = {n: np.zeros((num_classes, num_classes, f)) for n, f in zip(names, model.filters_per_layer)}
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     steps = [(s, t) for s in range(0, len(idx), batch_size) for t in range(num_classes)]
@@ -67,11 +80,10 @@ def compute_importance(model: DyFiPNet, split: Split, method: str = "grad_x_act"
         chunk = idx[start:start + batch_size]
         with torch.no_grad():
             feats = model.features(images_to_float(split.images[chunk]))
-        for name, layer in zip(names, layers):
-            attr = _attribute(ATTRIBUTION_METHODS[method](model.stage_b_logits, layer),
-                              feats, target)[0]
-            per_filter = attr.detach().sum(dim=(2, 3)).double().numpy()  # (n, F)
-            np.add.at(sums[name][:, target], labels[start:start + batch_size], per_filter)
+        for layer_ids, attributor in attributors:
+            for i, attr in zip(layer_ids, _attribute(attributor, feats, target)):
+                per_filter = attr.detach().sum(dim=(2, 3)).double().numpy()  # (n, F)
+                np.add.at(sums[names[i]][:, target], labels[start:start + batch_size], per_filter)
     return {n: s / counts[:, None, None] for n, s in sums.items()}
 
 
