@@ -153,7 +153,9 @@ PRESETS: dict[str, Config] = {
         weight_scaling="channel", edge_weight_bits=8,
         epochs=20, batch_size=128, lr=3e-3, finetune_epochs=4, sweep_finetune_epochs=2,
         # 0.3125: the most filters per layer that keeps the worst case <= 0.25x the MACs
-        budget=0.3125, k=2, tau=0.9, xai_samples_per_class=256, branch_pool=2,
+        budget=0.3125, k=2, tau=0.9, branch_pool=2,
+        # per-class importance from 2048 images per class (256 before: noisier class masks)
+        xai_samples_per_class=2048,
         sweep_tau=(0.8, 0.9, 0.95), sweep_k=(2,), sweep_budget=(0.125,),
     ),
     "cifar10": Config(
