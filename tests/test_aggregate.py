@@ -67,3 +67,16 @@ def test_mixed_datasets_rejected(tmp_path):
     b.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="mix data sets"):
         aggregate([a, b])
+
+
+def test_bundle_folders_and_bad_reports(tmp_path):
+    for s in range(2):
+        (tmp_path / f"run{s}").mkdir()
+        _report(tmp_path / f"run{s}" / "report.json", s, 0.92, 0.91)
+    assert aggregate([tmp_path / "run0", tmp_path / "run1"])["seeds"] == [0, 1]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no report at .*empty/report.json"):
+        aggregate([tmp_path / "run0", tmp_path / "empty"])
+    (tmp_path / "cut.json").write_text('{"params": ')
+    with pytest.raises(ValueError, match="cut.json is not a valid report.json"):
+        aggregate([tmp_path / "cut.json"])

@@ -19,11 +19,29 @@ def mean_se(values: list[float]) -> dict:
     return {"mean": float(v.mean()), "se": se, "values": v.tolist()}
 
 
+def report_path(path: Path) -> Path:
+    """``path`` itself, or the ``report.json`` of a bundle folder."""
+    path = Path(path)
+    report = path / "report.json" if path.is_dir() else path
+    if not report.is_file():
+        raise FileNotFoundError(f"no report at {report}: run `dyfip evaluate` for that bundle "
+                                "first")
+    return report
+
+
+def load_report(path: Path) -> dict:
+    try:
+        return json.loads(report_path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{report_path(path)} is not a valid report.json: {exc}") from None
+
+
 def aggregate(reports: list[Path]) -> dict:
-    """Mean and standard error over runs of every method's figures and DyFiP's margin."""
+    """Mean and standard error over runs (report.json files or bundle folders) of every
+    method's figures and DyFiP's margin."""
     if not reports:
         raise ValueError("no report.json given")
-    runs = [json.loads(Path(p).read_text()) for p in reports]
+    runs = [load_report(p) for p in reports]
     datasets = {r["params"]["dataset"] for r in runs}
     if len(datasets) != 1:
         raise ValueError(f"reports mix data sets {sorted(datasets)}")

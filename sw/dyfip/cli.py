@@ -48,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--board", help="board file name or path (default: the bundle's board)")
     b.add_argument("--estimate", action="store_true")
     b.add_argument("--bitstream", action="store_true")
-    g = sub.add_parser("aggregate", help="mean +- s.e. over several runs' report.json")
+    g = sub.add_parser("aggregate", help="mean +- s.e. over several runs' report.json "
+                       "(the files or their bundle folders)")
     g.add_argument("reports", type=Path, nargs="+")
     g.add_argument("--out", type=Path, help="write the summary JSON here")
     return ap
