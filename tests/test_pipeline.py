@@ -187,27 +187,31 @@ def test_cli_errors(tmp_path, capsys):
     assert "holds a digits run" in capsys.readouterr().err
     assert main(["explain", "--out", str(tmp_path), "--set", "nope=1"]) == 2
     assert "expected FIELD=VALUE" in capsys.readouterr().err
-    assert main(["run", "--out", str(tmp_path / "x"), "--set", "k_max=10"]) == 2
-    assert "k_max=10" in capsys.readouterr().err
-    assert main(["run", "--out", str(tmp_path / "x"), "--set", "set_mass=0"]) == 2
-    assert "set_mass=0" in capsys.readouterr().err
-    assert main(["run", "--out", str(tmp_path / "x"), "--set", "weight_scaling=row"]) == 2
-    assert "weight_scaling='row'" in capsys.readouterr().err
-    assert main(["run", "--out", str(tmp_path / "x"), "--set", "recalibrate_bn=yes"]) == 2
-    assert "recalibrate_bn='yes' must be true or false" in capsys.readouterr().err
-    assert main(["run", "--out", str(tmp_path / "x"), "--set", "mask_blocks=1"]) == 2
-    assert "mask_blocks=1 must be true or false" in capsys.readouterr().err
-    assert main(["run", "--out", str(tmp_path / "x"), "--set", "edge_weight_bits=16"]) == 2
-    assert "edge_weight_bits=16 must be 0" in capsys.readouterr().err
-    assert main(["run", "--out", str(tmp_path / "x"), "--set", "mask_pe_max=-1"]) == 2
-    assert "mask_pe_max=-1 must be >= 0" in capsys.readouterr().err
-    assert main(["run", "--out", str(tmp_path / "x"), "--budget", "0.5,0.25,0.25"]) == 2
-    assert "one per stage-B layer (2)" in capsys.readouterr().err
-    assert main(["run", "--out", str(tmp_path / "x"), "--set", "permute_cluster=0"]) == 2
-    assert "permute_cluster=0 must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--out", str(tmp_path / "x"), "--budget", "half"])
     assert "--budget: invalid" in capsys.readouterr().err
+
+
+BAD_SETTINGS = [  # (command-line options, what the error must name)
+    (["--set", "k_max=10"], "k_max=10"),
+    (["--set", "set_mass=0"], "set_mass=0"),
+    (["--set", "weight_scaling=row"], "weight_scaling='row'"),
+    (["--set", "recalibrate_bn=yes"], "recalibrate_bn='yes' must be true or false"),
+    (["--set", "mask_blocks=1"], "mask_blocks=1 must be true or false"),
+    (["--set", "edge_weight_bits=16"], "edge_weight_bits=16 must be 0"),
+    (["--set", "mask_pe_max=-1"], "mask_pe_max=-1 must be >= 0"),
+    (["--set", "permute_cluster=0"], "permute_cluster=0 must be >= 1"),
+    (["--set", "finetune_set_temperature=-1"], "finetune_set_temperature=-1 must be >= 0"),
+    (["--budget", "0.5,0.25,0.25"], "one per stage-B layer (2)"),
+]
+
+
+@pytest.mark.parametrize("options, message", BAD_SETTINGS, ids=lambda v: " ".join(v)
+                         if isinstance(v, list) else None)
+def test_cli_rejects_bad_settings(tmp_path, capsys, options, message):
+    assert main(["run", "--out", str(tmp_path / "x"), *options]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x" / "base.pt").exists()
 
 
 def _check_clusters_of_two_groups(out):

@@ -35,3 +35,20 @@ def test_routed_images_are_the_ones_the_branch_does_not_exit_on():
     assert routed.features[:, 0].long().tolist() == np.flatnonzero(stay).tolist()
     with pytest.raises(ValueError, match="exits on every training image at tau=0.0"):
         frozen.routed(0.0)
+
+
+def test_fine_tuning_sets_drawn_from_the_branch_hold_the_label():
+    from types import SimpleNamespace
+
+    from dyfip.train import candidate_sets
+
+    table = SimpleNamespace(k=2, k_max=2)
+    branch = torch.tensor([[4.0, 3.0, 0.0, -1.0]]).repeat(400, 1)
+    labels = torch.zeros(400, dtype=torch.long)
+    rng = np.random.default_rng(0)
+    top = candidate_sets(branch, labels, table, 1.0, rng)
+    assert (top == torch.tensor([0, 1])).all()  # no temperature: the branch's top-2
+    drawn = candidate_sets(branch, labels, table, 1.0, rng, temperature=1.0)
+    assert (drawn == 0).any(dim=1).all()  # the label is always in the set
+    partners = drawn.max(dim=1).values.bincount(minlength=4).tolist()
+    assert partners[1] > partners[2] > partners[3] > 0  # drawn by the branch's probabilities

@@ -47,6 +47,7 @@ class Config:
     finetune_epochs: int = 30
     finetune_distill: float = 1.0  # distillation from the unpruned network while fine-tuning
     finetune_routed: bool = False  # exit methods fine-tune on the images routed to stage B
+    finetune_set_temperature: float = 0.0  # > 0: fine-tuning sets drawn from branch / T
     # decision rule and pruning
     k: int = 2  # candidate classes when the branch does not exit
     k_max: int = 0  # > k: adaptive sets of k..k_max classes holding set_mass (0: always k)
@@ -129,6 +130,9 @@ class Config:
                 or len(budgets) not in (1, len(self.stage_b))):
             raise ValueError(f"budget={self.budget} must be a fraction in (0, 1], or one per "
                              f"stage-B layer ({len(self.stage_b)})")
+        if self.finetune_set_temperature < 0:
+            raise ValueError(f"finetune_set_temperature={self.finetune_set_temperature} must be "
+                             ">= 0 (0: the branch's top-k sets)")
         if self.group_size < 0:
             raise ValueError(f"group_size={self.group_size} must be >= 0 (0: the layer's PE)")
         if self.permute_cluster < 1:

@@ -183,9 +183,11 @@ class Pipeline:
         c = self.config
         table = self.table(base, k, budget)
         mass = self.set_rule(k)[1]
-        policies: dict[str, Callable] = {"static": static_policy(table, False),
-                                         "static_exit": static_policy(table, True, mass, c.seed),
-                                         "dyfip": dynamic_policy(table, mass, c.seed)}
+        temp = c.finetune_set_temperature
+        policies: dict[str, Callable] = {
+            "static": static_policy(table, False),
+            "static_exit": static_policy(table, True, mass, c.seed, temp),
+            "dyfip": dynamic_policy(table, mass, c.seed, temp)}
         every = self.frozen_outputs(base)
         routed = every.routed(c.tau) if c.finetune_routed else every
         tuned = {}

@@ -220,26 +220,33 @@ def finetune_stage_b(model: DyFiPNet, data: Dataset, config: Config, policy: Mas
 
 
 def candidate_sets(branch: torch.Tensor, labels: torch.Tensor, table, set_mass: float,
-                   rng: np.random.Generator) -> torch.Tensor:
+                   rng: np.random.Generator, temperature: float = 0.0) -> torch.Tensor:
     """The run-time candidate sets of the table's sizes, with the label forced in (and
-    drawn sizes, see ``decision.sets_with_label``, when the sets are adaptive)."""
-    return torch.from_numpy(sets_with_label(branch.double().numpy(), labels.numpy(), table.k,
-                                            table.k_max, set_mass, rng))
+    drawn sizes, see ``decision.sets_with_label``, when the sets are adaptive). With a
+    ``temperature`` the classes are ranked by Gumbel-perturbed branch logits / temperature:
+    sets drawn from the branch's own uncertainty, so that every mask sees training images."""
+    logits = branch.double().numpy()
+    if temperature > 0:
+        logits = logits / temperature + rng.gumbel(size=logits.shape)
+    return torch.from_numpy(sets_with_label(logits, labels.numpy(), table.k, table.k_max,
+                                            set_mass, rng))
 
 
-def dynamic_policy(table, set_mass: float = 1.0, seed: int = 0) -> MaskPolicy:
+def dynamic_policy(table, set_mass: float = 1.0, seed: int = 0,
+                   temperature: float = 0.0) -> MaskPolicy:
     """DyFiP: masks of the branch's own candidate set (label forced in), loss restricted
     to it."""
     rng = np.random.default_rng(seed)
 
     def policy(branch: torch.Tensor, labels: torch.Tensor):
-        subsets = candidate_sets(branch, labels, table, set_mass, rng)
+        subsets = candidate_sets(branch, labels, table, set_mass, rng, temperature)
         masks = [torch.from_numpy(m).float() for m in table.batch_masks(subsets.numpy())]
         return subsets, masks
     return policy
 
 
-def static_policy(table, restrict: bool, set_mass: float = 1.0, seed: int = 0) -> MaskPolicy:
+def static_policy(table, restrict: bool, set_mass: float = 1.0, seed: int = 0,
+                  temperature: float = 0.0) -> MaskPolicy:
     """The class-agnostic mask; with ``restrict`` (static+exit) the loss is restricted to
     the same candidate sets as DyFiP's."""
     rng = np.random.default_rng(seed)
@@ -247,7 +254,8 @@ def static_policy(table, restrict: bool, set_mass: float = 1.0, seed: int = 0) -
     def policy(branch: torch.Tensor, labels: torch.Tensor):
         n = len(labels)
         masks = [torch.from_numpy(m).float().expand(n, -1) for m in table.static_masks]
-        sets = candidate_sets(branch, labels, table, set_mass, rng) if restrict else None
+        sets = (candidate_sets(branch, labels, table, set_mass, rng, temperature) if restrict
+                else None)
         return sets, masks
     return policy
 
