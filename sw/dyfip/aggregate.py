@@ -30,10 +30,11 @@ def report_path(path: Path) -> Path:
 
 
 def load_report(path: Path) -> dict:
+    report = report_path(path)
     try:
-        return json.loads(report_path(path).read_text())
+        return json.loads(report.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{report_path(path)} is not a valid report.json: {exc}") from None
+        raise ValueError(f"{report} is not a valid report.json: {exc}") from None
 
 
 def aggregate(reports: list[Path]) -> dict:
