@@ -1,5 +1,6 @@
 """End to end on a tiny digits configuration, plus the CLI's error paths."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -264,6 +265,7 @@ def test_cli_step_by_step(tmp_path):
     assert main(["evaluate", "--out", out, "--no-sweep"]) == 0
     report = json.loads((tmp_path / bundle.REPORT_JSON).read_text())
     assert report["sweep"] == [] and report["params"]["permuted"]
+    assert report["params"]["finetune_epochs"] == 1  # the fine-tune's own setting
     assert report["params"]["budget"] == [0.5, 0.25]
     table = MaskTable.load(tmp_path / bundle.TABLES)
     assert [int(m.sum(axis=1).max()) for m in table.masks] == [32, 16]  # of 64 / 64 filters
@@ -276,6 +278,20 @@ def test_cli_step_by_step(tmp_path):
     assert table.block_sizes[0] > table.group_sizes[0]  # the next layer's SIMD
     # every mask costs the same cycles: DyFiP's worst case is the static mask's
     assert report["dyfip"]["cycles_worst"] == report["static_exit"]["cycles_worst"]
+
+
+def test_step_rerun_with_overrides_updates_the_bundle_config(tiny_bundle, tmp_path):
+    """Re-evaluating at another tau: the driver deploys what the report and reference hold."""
+    from dyfip.driver.deployment import Deployment
+
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    assert main(["evaluate", "--out", str(out), "--tau", "0.7", "--no-sweep"]) == 0
+    report = json.loads((out / bundle.REPORT_JSON).read_text())
+    with np.load(out / bundle.REFERENCE) as ref:
+        ref_tau = float(ref["tau"])
+    assert report["params"]["tau"] == ref_tau == Deployment.load(out).tau == 0.7
+    assert json.loads((out / bundle.CONFIG).read_text())["sweep_tau"] == []  # as run
 
 
 def test_finetuning_keeps_stage_a_and_branch(tiny_bundle):

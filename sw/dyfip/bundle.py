@@ -24,8 +24,19 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file under the process umask (mkstemp's is 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()  # read once: os.umask is process-wide, not thread-safe
+
+
 def atomic_write_with(path: str | Path, write: Callable[[str], Any]) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file."""
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file,
+    and the file gets the usual permissions (a bundle is shared and copied to boards)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
@@ -33,6 +44,7 @@ def atomic_write_with(path: str | Path, write: Callable[[str], Any]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

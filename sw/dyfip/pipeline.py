@@ -84,7 +84,6 @@ class Pipeline:
         history = train_joint(model, self.data, self.config)
         save_checkpoint(model, self.path(BASE))
         bundle.write_json(self.path("train_history.json"), history)
-        bundle.write_text(self.path(bundle.CONFIG), self.config.to_json())
         console.print(f"trained: val accuracy {history[-1]['val_accuracy']:.4f}")
 
     def explain(self) -> None:
@@ -323,6 +322,9 @@ class Pipeline:
                 self.path(TIMINGS).unlink(missing_ok=True)
             result = getattr(self, step)()
             report = result if step == "evaluate" else report
+            # the settings of the bundle's latest steps: a step re-run with overrides (e.g.
+            # ``dyfip evaluate --tau 0.95``) leaves the driver the report's k, tau and budget
+            bundle.write_text(self.path(bundle.CONFIG), self.config.to_json())
             self.timings[step] = round(time.perf_counter() - t0, 2)
             bundle.write_json(self.path(TIMINGS), self.step_timings())
         return report
