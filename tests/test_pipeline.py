@@ -280,7 +280,7 @@ def test_cli_step_by_step(tmp_path):
     assert report["dyfip"]["cycles_worst"] == report["static_exit"]["cycles_worst"]
 
 
-def test_step_rerun_with_overrides_updates_the_bundle_config(tiny_bundle, tmp_path):
+def test_step_rerun_with_overrides_updates_the_bundle_config(tiny_bundle, tmp_path, capsys):
     """Re-evaluating at another tau: the driver deploys what the report and reference hold."""
     from dyfip.driver.deployment import Deployment
 
@@ -292,6 +292,15 @@ def test_step_rerun_with_overrides_updates_the_bundle_config(tiny_bundle, tmp_pa
         ref_tau = float(ref["tau"])
     assert report["params"]["tau"] == ref_tau == Deployment.load(out).tau == 0.7
     assert json.loads((out / bundle.CONFIG).read_text())["sweep_tau"] == []  # as run
+    # the tables' settings are the fine-tune's: evaluate refuses others, config unchanged
+    for options, message in ((["--budget", "0.5"], "budget=[0.5, 0.5] (tables: "),
+                             (["--k", "3"], "k=3 (tables: 2)"),
+                             (["--importance-mode", "contrast"], "importance_mode=contrast")):
+        assert main(["evaluate", "--out", str(out), "--no-sweep", *options]) == 2
+        assert message in capsys.readouterr().err
+    config = json.loads((out / bundle.CONFIG).read_text())
+    built = json.loads((tiny_bundle / bundle.CONFIG).read_text())
+    assert (config["tau"], config["k"], config["budget"]) == (0.7, 2, built["budget"])
 
 
 def test_finetuning_keeps_stage_a_and_branch(tiny_bundle):

@@ -22,7 +22,7 @@ from .evaluate import METHODS, Models, evaluate_point, plot_pareto, with_ratios
 from .explain import compute_importance, plot_importance
 from .model import DyFiPNet, build_model, load_checkpoint, model_hash, save_checkpoint
 from .report import write_report
-from .tables import Budget, MaskTable
+from .tables import Budget, MaskTable, layer_budgets
 from .train import (FrozenOutputs, dynamic_policy, finetune_stage_b, frozen_outputs,
                     static_policy, train_joint)
 
@@ -218,6 +218,7 @@ class Pipeline:
         deployed = self.load(MODEL)
         table = MaskTable.load(self.path(bundle.TABLES), model_hash(deployed),
                                deployed.filters_per_layer)
+        self.check_table_settings(table)
         models = Models(base, self.load(BASELINE.format("static")),
                         self.load(BASELINE.format("static_exit")), deployed)
         cost = self.cost_model(base)
@@ -249,6 +250,20 @@ class Pipeline:
         bundle.write_json(self.path(bundle.REPORT_JSON), report)
         write_report(report, self.path(bundle.REPORT_MD))
         return report
+
+    def check_table_settings(self, table: MaskTable) -> None:
+        """Reject evaluating at a budget, candidate-set size or importance mode other than
+        the tables' (fine-tuning settings: a re-evaluation can change only tau)."""
+        c, layers = self.config, len(table.layer_names)
+        built = {"budget": layer_budgets(table.budget, layers), "k": table.k,
+                 "k_max": table.k_max, "importance_mode": table.mode}
+        asked = {"budget": layer_budgets(c.budget, layers), "k": c.k, "k_max": c.max_set,
+                 "importance_mode": c.importance_mode}
+        wrong = [f"{key}={asked[key]} (tables: {built[key]})" for key in built
+                 if asked[key] != built[key]]
+        if wrong:
+            raise ValueError(f"bundle {self.out} was fine-tuned for other settings: "
+                             f"{', '.join(wrong)}; run 'dyfip finetune' with them first")
 
     def validation_margin(self, models: Models, table: MaskTable, cost: CostModel) -> dict:
         """Static+exit and DyFiP on the validation split (held out from training): a second,
