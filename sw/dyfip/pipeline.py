@@ -218,10 +218,10 @@ class Pipeline:
         deployed = self.load(MODEL)
         table = MaskTable.load(self.path(bundle.TABLES), model_hash(deployed),
                                deployed.filters_per_layer)
-        self.check_table_settings(table)
         models = Models(base, self.load(BASELINE.format("static")),
                         self.load(BASELINE.format("static_exit")), deployed)
         cost = self.cost_model(base)
+        self.check_table_settings(table, cost)
         main = with_ratios(evaluate_point(models, table, self.data.test, c.k, c.tau, cost,
                                           set_mass=c.set_mass))
         sweep = self.sweep(models, cost, main["full"])
@@ -251,14 +251,16 @@ class Pipeline:
         write_report(report, self.path(bundle.REPORT_MD))
         return report
 
-    def check_table_settings(self, table: MaskTable) -> None:
-        """Reject evaluating at a budget, candidate-set size or importance mode other than
-        the tables' (fine-tuning settings: a re-evaluation can change only tau)."""
+    def check_table_settings(self, table: MaskTable, cost: CostModel) -> None:
+        """Reject evaluating at a budget, candidate-set size, importance mode or mask groups
+        other than the tables' (fine-tuning settings: a re-evaluation can change only tau)."""
         c, layers = self.config, len(table.layer_names)
         built = {"budget": layer_budgets(table.budget, layers), "k": table.k,
-                 "k_max": table.k_max, "importance_mode": table.mode}
+                 "k_max": table.k_max, "importance_mode": table.mode,
+                 "group_sizes": table.group_sizes}
         asked = {"budget": layer_budgets(c.budget, layers), "k": c.k, "k_max": c.max_set,
-                 "importance_mode": c.importance_mode}
+                 "importance_mode": c.importance_mode,
+                 "group_sizes": [c.group_size] * layers if c.group_size else cost.group_sizes}
         wrong = [f"{key}={asked[key]} (tables: {built[key]})" for key in built
                  if asked[key] != built[key]]
         if wrong:
