@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import dyfip
 from dyfip import bundle
 from dyfip.cli import main
 from dyfip.data import load_dataset
@@ -53,6 +54,7 @@ def test_report_contract(tiny_bundle):
     assert d["macs_worst"] < report["full"]["macs_worst"]
     assert report["static"]["macs_worst"] == report["static"]["macs_avg"]
     assert set(report["params"]) >= {"k", "tau", "budget", "seed", "dataset"}
+    assert report["dyfip_version"] == dyfip.__version__  # which DyFiP made the bundle
     assert report["sweep"] and all("dyfip" in p for p in report["sweep"])
 
 
@@ -191,6 +193,9 @@ def test_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "--out", str(tmp_path / "x"), "--budget", "half"])
     assert "--budget: invalid" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"dyfip {dyfip.__version__}"
 
 
 BAD_SETTINGS = [  # (command-line options, what the error must name)

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import parse_budget
 
 STEP_COMMANDS = {"train": ("train",), "explain": ("explain",), "fold": ("fold",),
@@ -40,6 +41,7 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dyfip", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"dyfip {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, steps in STEP_COMMANDS.items():
         _add_pipeline_args(sub.add_parser(name, help=" -> ".join(steps)))

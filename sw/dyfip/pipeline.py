@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from . import bundle
+from . import __version__, bundle
 from .config import Config
 from .costs import CostModel, mask_block_sizes
 from .data import Dataset, load_dataset
@@ -237,6 +237,7 @@ class Pipeline:
                             "finetune_epochs": c.finetune_epochs, "epochs": c.epochs,
                             "weight_bits": c.weight_bits, "act_bits": c.act_bits,
                             "edge_weight_bits": c.edge_weight_bits or c.weight_bits}
+        report["dyfip_version"] = __version__
         report["test_images"] = len(self.data.test)
         report["margin_vs_static_exit"] = main["dyfip"]["accuracy"] - main["static_exit"]["accuracy"]
         report["validation"] = self.validation_margin(models, table, cost)
