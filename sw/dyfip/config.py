@@ -149,8 +149,9 @@ class Config:
 
 PRESETS: dict[str, Config] = {
     # fine-tuning sets drawn from the branch's uncertainty: ~1100 training images are too few
-    # to train each of the 45 pair masks on the branch's top-2 sets alone
-    "digits": Config(finetune_set_temperature=1.0),
+    # to train each of the 45 pair masks on the branch's top-2 sets alone; importance from
+    # every training image of a class (~108; 64 before: noisier masks, see docs/experiments.md)
+    "digits": Config(finetune_set_temperature=1.0, xai_samples_per_class=128),
     "fashion-mnist": Config(
         dataset="fashion-mnist",
         # stage A is ~10% of the MACs (DESIGN.md's prototype net)
