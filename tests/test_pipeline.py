@@ -297,11 +297,12 @@ def test_step_rerun_with_overrides_updates_the_bundle_config(tiny_bundle, tmp_pa
         ref_tau = float(ref["tau"])
     assert report["params"]["tau"] == ref_tau == Deployment.load(out).tau == 0.7
     assert json.loads((out / bundle.CONFIG).read_text())["sweep_tau"] == []  # as run
-    # the tables' settings are the fine-tune's: evaluate refuses others, config unchanged
-    for options, message in ((["--budget", "0.5"], "budget=[0.5, 0.5] (tables: "),
-                             (["--k", "3"], "k=3 (tables: 2)"),
-                             (["--importance-mode", "contrast"], "importance_mode=contrast"),
-                             (["--group-size", "1"], "group_sizes=[1, 1] (tables: ")):
+    # budget, k, ... are the fine-tune's: evaluate refuses others, config unchanged
+    for options, message in ((["--budget", "0.5"], "budget=0.5 (fine-tuned: "),
+                             (["--k", "3"], "k=3 (fine-tuned: 2)"),
+                             (["--importance-mode", "contrast"], "importance_mode='contrast'"),
+                             (["--group-size", "1"], "group_size=1 (fine-tuned: 0)"),
+                             (["--epochs", "5"], "epochs=5")):
         assert main(["evaluate", "--out", str(out), "--no-sweep", *options]) == 2
         assert message in capsys.readouterr().err
     config = json.loads((out / bundle.CONFIG).read_text())

@@ -1,6 +1,7 @@
 """The offline DyFiP flow as named steps over one bundle folder (train -> ... -> evaluate)."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import tempfile
@@ -22,7 +23,7 @@ from .evaluate import METHODS, Models, evaluate_point, plot_pareto, with_ratios
 from .explain import compute_importance, plot_importance
 from .model import DyFiPNet, build_model, load_checkpoint, model_hash, save_checkpoint
 from .report import write_report
-from .tables import Budget, MaskTable, layer_budgets
+from .tables import Budget, MaskTable
 from .train import (FrozenOutputs, dynamic_policy, finetune_stage_b, frozen_outputs,
                     static_policy, train_joint)
 
@@ -31,6 +32,9 @@ console = Console(stderr=True)
 BASE = "base.pt"
 MODEL = "model.pt"  # the deployed DyFiP network: stage A + branch + fine-tuned stage B
 BASELINE = "baseline_{}.pt"
+# settings a re-evaluation may change (the rest are the fine-tuned network's)
+EVALUATION_SETTINGS = frozenset({"tau", "data_dir", "sweep_tau", "sweep_k", "sweep_budget",
+                                 "sweep_finetune_epochs"})
 FOLDING = "folding.json"  # the FINN estimate of the base network: folding and cycles
 PERMUTATION = "permutation.json"
 TIMINGS = "timings.json"  # seconds per step, kept across step-by-step commands
@@ -216,12 +220,12 @@ class Pipeline:
         c = self.config
         base = self.load(BASE)
         deployed = self.load(MODEL)
+        self.check_settings_of(deployed)
         table = MaskTable.load(self.path(bundle.TABLES), model_hash(deployed),
                                deployed.filters_per_layer)
         models = Models(base, self.load(BASELINE.format("static")),
                         self.load(BASELINE.format("static_exit")), deployed)
         cost = self.cost_model(base)
-        self.check_table_settings(table, cost)
         main = with_ratios(evaluate_point(models, table, self.data.test, c.k, c.tau, cost,
                                           set_mass=c.set_mass))
         sweep = self.sweep(models, cost, main["full"])
@@ -252,20 +256,16 @@ class Pipeline:
         write_report(report, self.path(bundle.REPORT_MD))
         return report
 
-    def check_table_settings(self, table: MaskTable, cost: CostModel) -> None:
-        """Reject evaluating at a budget, candidate-set size, importance mode or mask groups
-        other than the tables' (fine-tuning settings: a re-evaluation can change only tau)."""
-        c, layers = self.config, len(table.layer_names)
-        built = {"budget": layer_budgets(table.budget, layers), "k": table.k,
-                 "k_max": table.k_max, "importance_mode": table.mode,
-                 "group_sizes": table.group_sizes}
-        asked = {"budget": layer_budgets(c.budget, layers), "k": c.k, "k_max": c.max_set,
-                 "importance_mode": c.importance_mode,
-                 "group_sizes": [c.group_size] * layers if c.group_size else cost.group_sizes}
-        wrong = [f"{key}={asked[key]} (tables: {built[key]})" for key in built
-                 if asked[key] != built[key]]
+    def check_settings_of(self, deployed: DyFiPNet) -> None:
+        """Evaluate only what was fine-tuned: every setting but tau and the sweep's must be
+        the deployed network's (budget, k, mask groups ... shape its tables and weights)."""
+        was, now = deployed.config, self.config
+        changed = [f.name for f in dataclasses.fields(Config) if f.name not in
+                   EVALUATION_SETTINGS and getattr(now, f.name) != getattr(was, f.name)]
+        wrong = [f"{name}={getattr(now, name)!r} (fine-tuned: {getattr(was, name)!r})"
+                 for name in changed]
         if wrong:
-            raise ValueError(f"bundle {self.out} was fine-tuned for other settings: "
+            raise ValueError(f"bundle {self.out} was fine-tuned with other settings: "
                              f"{', '.join(wrong)}; run 'dyfip finetune' with them first")
 
     def validation_margin(self, models: Models, table: MaskTable, cost: CostModel) -> dict:
