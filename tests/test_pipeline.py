@@ -48,6 +48,8 @@ def test_report_contract(tiny_bundle):
     val = report["validation"]  # the same comparison on the held-out validation split
     assert val["images"] == len(load_dataset("digits").val)
     assert val["margin"] == pytest.approx(val["dyfip"] - val["static_exit"])
+    assert 0 < val["full"] <= 1
+    assert f"full {val['full']:.2%}, static+exit" in (tiny_bundle / "report.md").read_text()
     assert set(val["within_set_errors"]) == set(within)
     assert "validation images" in (tiny_bundle / "report.md").read_text()
     assert "(share of validation images)" in (tiny_bundle / "report.md").read_text()

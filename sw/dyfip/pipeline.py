@@ -269,13 +269,14 @@ class Pipeline:
                              f"{', '.join(wrong)}; run 'dyfip finetune' with them first")
 
     def validation_margin(self, models: Models, table: MaskTable, cost: CostModel) -> dict:
-        """Static+exit and DyFiP on the validation split (held out from training): a second,
-        independent measure of the margin and of its within-set errors, to check a change
-        against before trusting it."""
+        """Full network, static+exit and DyFiP on the validation split (held out from
+        training): a second, independent measure of the margin, of DyFiP's gap to the full
+        network and of the within-set errors, to check a change against before trusting it."""
         c = self.config
         r = evaluate_point(models, table, self.data.val, c.k, c.tau, cost,
-                           ("static_exit", "dyfip"), set_mass=c.set_mass)
-        return {"images": len(self.data.val), "static_exit": r["static_exit"]["accuracy"],
+                           ("full", "static_exit", "dyfip"), set_mass=c.set_mass)
+        return {"images": len(self.data.val), "full": r["full"]["accuracy"],
+                "static_exit": r["static_exit"]["accuracy"],
                 "dyfip": r["dyfip"]["accuracy"], **r["dyfip"]["vs_static_exit"],
                 "within_set_errors": r["dyfip"]["within_set_errors"]}
 

@@ -54,7 +54,8 @@ def _weights(params: dict) -> str:
 def _validation(v: dict | None) -> str:
     if not v:
         return ""
-    return (f" On the {v['images']} validation images: static+exit {v['static_exit']:.2%}, "
+    full = f"full {v['full']:.2%}, " if "full" in v else ""  # reports before it had it
+    return (f" On the {v['images']} validation images: {full}static+exit {v['static_exit']:.2%}, "
             f"DyFiP {v['dyfip']:.2%}, margin {v['margin'] * 100:+.2f}" + _paired(v, "validation")
             + ".")
 
