@@ -6,12 +6,14 @@ from dyfip.aggregate import aggregate, format_summary
 from dyfip.evaluate import METHODS
 
 
-def _report(path, seed, dy, se, paired_se=None):
+def _report(path, seed, dy, se, paired_se=None, gap_paired_se=None):
     r = {m: {"accuracy": 0.9, "macs_avg_ratio": 1.0, "macs_worst_ratio": 1.0,
              "cycles_avg_ratio": 1.0, "cycles_worst_ratio": 1.0} for m in METHODS}
     r["dyfip"]["accuracy"], r["static_exit"]["accuracy"] = dy, se
     if paired_se is not None:
         r["dyfip"]["vs_static_exit"] = {"paired_se": paired_se}
+    if gap_paired_se is not None:
+        r["dyfip"]["vs_full"] = {"paired_se": gap_paired_se}
     r["margin_vs_static_exit"] = dy - se
     r["params"] = {"seed": seed, "dataset": "digits"}
     path.write_text(json.dumps(r))
@@ -19,7 +21,8 @@ def _report(path, seed, dy, se, paired_se=None):
 
 
 def test_mean_and_standard_error(tmp_path):
-    paths = [_report(tmp_path / f"r{s}.json", s, 0.91 + 0.01 * s, 0.90, [None, 0.0021, 0.002][s])
+    paths = [_report(tmp_path / f"r{s}.json", s, 0.91 + 0.01 * s, 0.90, [None, 0.0021, 0.002][s],
+                     [None, None, 0.0043][s])
              for s in range(3)]
     out = aggregate(paths)
     assert out["seeds"] == [0, 1, 2]
@@ -29,8 +32,9 @@ def test_mean_and_standard_error(tmp_path):
     text = format_summary(out)
     assert "+2.00" in text  # mean margin
     assert out["margin_paired_se"] == [None, 0.0021, 0.002]
-    assert "   2   90.00       90.00   93.00   +3.00   0.20  -3.00" in text  # seed 2's row
-    assert "   0   90.00       90.00   91.00   +1.00      -  -1.00" in text  # no paired s.e.
+    assert out["gap_paired_se"] == [None, None, 0.0043]
+    assert "   2   90.00       90.00   93.00   +3.00   0.20  -3.00   0.43" in text  # seed 2's row
+    assert "   0   90.00       90.00   91.00   +1.00      -  -1.00      -" in text  # no paired s.e.
 
 
 def test_recovered_share_shown_when_every_run_has_it(tmp_path):

@@ -45,10 +45,15 @@ def test_report_contract(tiny_bundle):
     paired = d["vs_static_exit"]
     assert paired["margin"] == pytest.approx(report["margin_vs_static_exit"])
     assert paired["paired_se"] >= 0 and min(paired["only_this"], paired["only_baseline"]) >= 0
+    gap = d["vs_full"]  # the gap to the full network, with its paired s.e.
+    assert gap["margin"] == pytest.approx(d["accuracy"] - report["full"]["accuracy"])
+    assert f"DyFiP minus the full network: {gap['margin'] * 100:+.2f}" in (
+        tiny_bundle / "report.md").read_text()
     val = report["validation"]  # the same comparison on the held-out validation split
     assert val["images"] == len(load_dataset("digits").val)
     assert val["margin"] == pytest.approx(val["dyfip"] - val["static_exit"])
     assert 0 < val["full"] <= 1
+    assert val["vs_full"]["margin"] == pytest.approx(val["dyfip"] - val["full"])
     assert f"full {val['full']:.2%}, static+exit" in (tiny_bundle / "report.md").read_text()
     assert set(val["within_set_errors"]) == set(within)
     assert "validation images" in (tiny_bundle / "report.md").read_text()

@@ -55,25 +55,31 @@ def aggregate(reports: list[Path]) -> dict:
     # each run's margin is measured on one test set: its paired s.e. (None: older reports)
     out["margin_paired_se"] = [r["dyfip"].get("vs_static_exit", {}).get("paired_se")
                                for r in runs]
+    out["gap_paired_se"] = [r["dyfip"].get("vs_full", {}).get("paired_se") for r in runs]
     recovered = [r["dyfip"].get("within_set_errors", {}).get("recovered") for r in runs]
     if None not in recovered:  # share of the static mask's extra errors DyFiP avoids
         out["recovered"] = mean_se(recovered)
     return out
 
 
+def _se(value: float | None) -> str:
+    """A paired standard error in points, '-' for reports that predate it."""
+    return f"{'-' if value is None else f'{100 * value:.2f}':>6s}"
+
+
 def format_summary(summary: dict) -> str:
     lines = [f"{summary['dataset']}: {len(summary['runs'])} runs, seeds {summary['seeds']}",
              f"{'seed':>4s} {'full':>7s} {'static_exit':>11s} {'dyfip':>7s} {'margin':>7s} "
-             f"{'+-p.se':>6s} {'gap':>6s}"]
+             f"{'+-p.se':>6s} {'gap':>6s} {'+-p.se':>6s}"]
     # the targets hold per seed, not on average: every run's figures side by side
     columns = [summary[m]["accuracy"]["values"] for m in ("full", "static_exit", "dyfip")]
     columns += [summary[f]["values"] for f in ("margin_vs_static_exit", "gap_to_full")]
-    paired = summary.get("margin_paired_se") or [None] * len(summary["seeds"])
-    for seed, full, static_exit, dyfip, margin, gap, se in zip(summary["seeds"], *columns,
-                                                                paired):
-        se_text = "-" if se is None else f"{100 * se:.2f}"
+    none = [None] * len(summary["seeds"])
+    paired = [summary.get(f) or none for f in ("margin_paired_se", "gap_paired_se")]
+    for seed, full, static_exit, dyfip, margin, gap, margin_se, gap_se in zip(
+            summary["seeds"], *columns, *paired):
         lines.append(f"{seed:>4} {100 * full:7.2f} {100 * static_exit:11.2f} {100 * dyfip:7.2f} "
-                     f"{100 * margin:+7.2f} {se_text:>6s} {100 * gap:6.2f}")
+                     f"{100 * margin:+7.2f} {_se(margin_se)} {100 * gap:6.2f} {_se(gap_se)}")
     lines.append(f"{'method':12s} {'accuracy':>17s} {'cycles avg':>11s} {'cycles worst':>13s}")
     for m in METHODS:
         a, ca, cw = (summary[m][f] for f in ("accuracy", "cycles_avg_ratio",

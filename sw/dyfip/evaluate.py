@@ -55,9 +55,9 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
     static_b = cost.stage_b(table.static_masks)
     out: dict[str, dict] = {}
     if "full" in methods:
-        pred = full_predict(models.base, split.images)
+        full_correct = full_predict(models.base, split.images) == y
         c = cost.stage_a + full_b
-        out["full"] = _metrics(pred == y, [c] * len(y), c)
+        out["full"] = _metrics(full_correct, [c] * len(y), c)
     # the unpruned stage B on every routed image: early exit, and the within-set reference
     needed = "early_exit" in methods or {"static_exit", "dyfip"} <= set(methods)
     unpruned = dyfip_predict(models.base, split.images, None, k, tau) if needed else None
@@ -94,6 +94,8 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
                                 mean_set_size=float(p.decision.set_sizes[run].mean()
                                                     if run.any() else 0.0),
                                 branch_top1=float((p.decision.branch_pred == y).mean()))
+        if "full" in out:  # DyFiP's gap to the full network, with its precision
+            out["dyfip"]["vs_full"] = paired_margin(p.classes == y, full_correct)
         if "static_exit" in out:
             out["dyfip"]["vs_static_exit"] = paired_margin(p.classes == y, static_exit_correct)
             out["dyfip"]["within_set_errors"] = within_set_errors(unpruned, p, y,

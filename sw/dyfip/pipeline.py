@@ -278,6 +278,7 @@ class Pipeline:
         return {"images": len(self.data.val), "full": r["full"]["accuracy"],
                 "static_exit": r["static_exit"]["accuracy"],
                 "dyfip": r["dyfip"]["accuracy"], **r["dyfip"]["vs_static_exit"],
+                "vs_full": r["dyfip"]["vs_full"],
                 "within_set_errors": r["dyfip"]["within_set_errors"]}
 
     def sweep(self, models: Models, cost: CostModel, full: dict) -> list[dict]:

@@ -10,11 +10,19 @@ LABELS = {"full": "full network", "early_exit": "early exit only", "static": "st
           "static_exit": "static mask + exit + top-k", "dyfip": "**DyFiP**"}
 
 
-def _paired(paired: dict | None, split: str = "test") -> str:
+def _paired(paired: dict | None, split: str = "test", baseline: str = "static+exit") -> str:
     if not paired:
         return ""
     return (f" (paired s.e. {paired['paired_se'] * 100:.2f}: {paired['only_this']} {split} images "
-            f"only DyFiP gets right, {paired['only_baseline']} only static+exit)")
+            f"only DyFiP gets right, {paired['only_baseline']} only {baseline})")
+
+
+def _vs_full(paired: dict | None, split: str = "test") -> str:
+    """DyFiP's gap to the full network and its precision (older reports: none)."""
+    if not paired:
+        return ""
+    return (f" DyFiP minus the full network: {paired['margin'] * 100:+.2f} points"
+            + _paired(paired, split, "the full network") + ".")
 
 
 def _row(name: str, r: dict) -> str:
@@ -57,7 +65,7 @@ def _validation(v: dict | None) -> str:
     full = f"full {v['full']:.2%}, " if "full" in v else ""  # reports before it had it
     return (f" On the {v['images']} validation images: {full}static+exit {v['static_exit']:.2%}, "
             f"DyFiP {v['dyfip']:.2%}, margin {v['margin'] * 100:+.2f}" + _paired(v, "validation")
-            + ".")
+            + "." + _vs_full(v.get("vs_full"), "validation"))
 
 
 def write_report(report: dict, path: str | Path) -> None:
@@ -79,7 +87,8 @@ def write_report(report: dict, path: str | Path) -> None:
         "",
         f"Branch top-1 {d['branch_top1']:.2%}, top-{p['k']} hit rate {d['topk_hit_rate']:.2%}; "
         f"DyFiP minus static+exit: {report['margin_vs_static_exit'] * 100:+.2f} points"
-        + _paired(d.get("vs_static_exit")) + "." + _validation(report.get("validation")), "",
+        + _paired(d.get("vs_static_exit")) + "." + _vs_full(d.get("vs_full"))
+        + _validation(report.get("validation")), "",
         "DyFiP's errors by cause (share of test images): " + ", ".join(
             f"{label} {d['errors'][key]:.2%}" for key, label in (
                 ("exit", "wrong early exit"), ("set_miss", "label not in the candidate set"),
