@@ -84,7 +84,7 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
                  for e, s in zip(p.exited, p.decision.subsets)]
         hit = (p.decision.subsets == y[:, None]).any(axis=1)
         wrong, run = p.classes != y, ~p.exited
-        out["dyfip"] = _metrics(p.classes == y, costs, head + worst_b,
+        out["dyfip"] = _metrics(~wrong, costs, head + worst_b,
                                 exit_rate=float(p.exited.mean()),
                                 topk_hit_rate=float(hit.mean()),
                                 # where the errors come from (fractions of all images)
@@ -95,9 +95,9 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
                                                     if run.any() else 0.0),
                                 branch_top1=float((p.decision.branch_pred == y).mean()))
         if "full" in out:  # DyFiP's gap to the full network, with its precision
-            out["dyfip"]["vs_full"] = paired_margin(p.classes == y, full_correct)
+            out["dyfip"]["vs_full"] = paired_margin(~wrong, full_correct)
         if "static_exit" in out:
-            out["dyfip"]["vs_static_exit"] = paired_margin(p.classes == y, static_exit_correct)
+            out["dyfip"]["vs_static_exit"] = paired_margin(~wrong, static_exit_correct)
             out["dyfip"]["within_set_errors"] = within_set_errors(unpruned, p, y,
                                                                   static_exit_correct)
     return out
