@@ -49,6 +49,32 @@ def test_recovered_share_shown_when_every_run_has_it(tmp_path):
     assert "DyFiP avoids: 25% / 50% (mean 38%)" in format_summary(out)
 
 
+def test_pooled_paired_comparisons_over_every_runs_images(tmp_path):
+    paths = [_report(tmp_path / f"r{s}.json", s, 0.92, 0.91) for s in range(2)]
+    counts = {"vs_static_exit": [(3, 1), (5, 2)], "vs_full": [(1, 4), (2, 2)]}
+    for s, path in enumerate(paths):
+        r = json.loads(path.read_text())
+        r["test_images"] = 100 * (s + 1)
+        for comparison, pairs in counts.items():
+            r["dyfip"][comparison] = {"only_this": pairs[s][0], "only_baseline": pairs[s][1]}
+        path.write_text(json.dumps(r))
+    out = aggregate(paths)
+    assert out["pooled_vs_static_exit"]["images"] == 300
+    assert out["pooled_vs_static_exit"]["margin"] == pytest.approx((8 - 3) / 300)
+    assert out["pooled_vs_full"]["margin"] == pytest.approx((3 - 6) / 300)
+    se = (3 + 6 - 3 ** 2 / 300) ** 0.5 / 300  # McNemar over the 300 shared images
+    assert out["pooled_vs_full"]["paired_se"] == pytest.approx(se)
+    assert (f"pooled over 300 test images: DyFiP - static_exit +1.67 +- "
+            f"{100 * out['pooled_vs_static_exit']['paired_se']:.2f}; full - DyFiP 1.00 +- "
+            f"{100 * se:.2f} points") in format_summary(out)
+    r = json.loads(paths[1].read_text())
+    del r["dyfip"]["vs_full"]  # a report from before vs_full: nothing pooled for it
+    paths[1].write_text(json.dumps(r))
+    out = aggregate(paths)
+    assert "pooled_vs_full" not in out and "pooled_vs_static_exit" in out
+    assert "full - DyFiP 1.00" not in format_summary(out)
+
+
 def test_paired_margin_counts_the_images_only_one_method_gets_right():
     import numpy as np
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import write_json
-from .evaluate import METHODS
+from .evaluate import METHODS, paired_stats
 
 FIELDS = ("accuracy", "macs_avg_ratio", "macs_worst_ratio", "cycles_avg_ratio",
           "cycles_worst_ratio")
@@ -37,6 +37,17 @@ def load_report(path: Path) -> dict:
         raise ValueError(f"{report} is not a valid report.json: {exc}") from None
 
 
+def pooled(runs: list[dict], comparison: str) -> dict | None:
+    """DyFiP's paired ``comparison`` (``vs_static_exit`` / ``vs_full``) over the test images
+    of every run together, with ``images``; None when a run's report predates it."""
+    pairs = [(r["dyfip"].get(comparison), r.get("test_images")) for r in runs]
+    if any(c is None or "only_this" not in c or n is None for c, n in pairs):
+        return None
+    images = sum(n for _, n in pairs)
+    return {**paired_stats(sum(c["only_this"] for c, _ in pairs),
+                           sum(c["only_baseline"] for c, _ in pairs), images), "images": images}
+
+
 def aggregate(reports: list[Path]) -> dict:
     """Mean and standard error over runs (report.json files or bundle folders) of every
     method's figures and DyFiP's margin."""
@@ -56,6 +67,9 @@ def aggregate(reports: list[Path]) -> dict:
     out["margin_paired_se"] = [r["dyfip"].get("vs_static_exit", {}).get("paired_se")
                                for r in runs]
     out["gap_paired_se"] = [r["dyfip"].get("vs_full", {}).get("paired_se") for r in runs]
+    for comparison in ("vs_static_exit", "vs_full"):  # one paired figure over all runs
+        if (both := pooled(runs, comparison)) is not None:
+            out[f"pooled_{comparison}"] = both
     recovered = [r["dyfip"].get("within_set_errors", {}).get("recovered") for r in runs]
     if None not in recovered:  # share of the static mask's extra errors DyFiP avoids
         out["recovered"] = mean_se(recovered)
@@ -89,6 +103,13 @@ def format_summary(summary: dict) -> str:
     g, d = summary["margin_vs_static_exit"], summary["gap_to_full"]
     lines.append(f"DyFiP - static_exit: {100 * g['mean']:+.2f} +- {100 * g['se']:.2f} points; "
                  f"full - DyFiP: {100 * d['mean']:.2f} +- {100 * d['se']:.2f} points")
+    if "pooled_vs_static_exit" in summary:
+        p, f = summary["pooled_vs_static_exit"], summary.get("pooled_vs_full")
+        line = (f"pooled over {p['images']} test images: DyFiP - static_exit "
+                f"{100 * p['margin']:+.2f} +- {100 * p['paired_se']:.2f}")
+        if f is not None:  # vs_full's margin is DyFiP - full: the gap is its negative
+            line += f"; full - DyFiP {-100 * f['margin']:.2f} +- {100 * f['paired_se']:.2f}"
+        lines.append(line + " points (paired s.e.)")
     if "recovered" in summary:
         r = summary["recovered"]
         lines.append("share of the errors the static mask adds within the sets that DyFiP "

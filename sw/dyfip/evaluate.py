@@ -33,13 +33,17 @@ def _metrics(correct: np.ndarray, costs: list[PathCost], worst: PathCost, **extr
             "cycles_worst": int(worst.cycles), **extra}
 
 
-def paired_margin(better: np.ndarray, baseline: np.ndarray) -> dict:
-    """Accuracy margin of two methods on the same images, with the images only one of them
-    gets right and the paired (McNemar) standard error of the margin."""
-    n = len(better)
-    only, only_base = int((better & ~baseline).sum()), int((baseline & ~better).sum())
+def paired_stats(only: int, only_base: int, n: int) -> dict:
+    """Accuracy margin of one method over another on ``n`` shared images, from the images
+    only one of them gets right, with the paired (McNemar) standard error of the margin."""
     return {"margin": (only - only_base) / n, "only_this": only, "only_baseline": only_base,
             "paired_se": float(np.sqrt(only + only_base - (only - only_base) ** 2 / n) / n)}
+
+
+def paired_margin(better: np.ndarray, baseline: np.ndarray) -> dict:
+    """``paired_stats`` of two methods' per-image correctness on the same images."""
+    only, only_base = int((better & ~baseline).sum()), int((baseline & ~better).sum())
+    return paired_stats(only, only_base, len(better))
 
 
 def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: float,
