@@ -68,8 +68,8 @@ def aggregate(reports: list[Path]) -> dict:
                                for r in runs]
     out["gap_paired_se"] = [r["dyfip"].get("vs_full", {}).get("paired_se") for r in runs]
     for comparison in ("vs_static_exit", "vs_full"):  # one paired figure over all runs
-        if (both := pooled(runs, comparison)) is not None:
-            out[f"pooled_{comparison}"] = both
+        if (figure := pooled(runs, comparison)) is not None:
+            out[f"pooled_{comparison}"] = figure
     recovered = [r["dyfip"].get("within_set_errors", {}).get("recovered") for r in runs]
     if None not in recovered:  # share of the static mask's extra errors DyFiP avoids
         out["recovered"] = mean_se(recovered)
