@@ -110,3 +110,16 @@ def test_bundle_folders_and_bad_reports(tmp_path):
     (tmp_path / "cut.json").write_text('{"params": ')
     with pytest.raises(ValueError, match="cut.json is not a valid report.json"):
         aggregate([tmp_path / "cut.json"])
+
+
+def test_out_writes_the_summary_and_its_plot(tmp_path, capsys):
+    from dyfip.aggregate import main
+
+    paths = [_report(tmp_path / f"r{s}.json", s, 0.92, 0.91, 0.002, [None, 0.003][s])
+             for s in range(2)]
+    summary = main(paths, tmp_path / "seeds.json")
+    assert json.loads((tmp_path / "seeds.json").read_text())["seeds"] == summary["seeds"]
+    assert (tmp_path / "seeds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "digits: 2 runs" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r0.json", "r1.json", "seeds.json",
+                                                          "seeds.png"]  # no temporary left

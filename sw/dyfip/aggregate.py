@@ -118,9 +118,41 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def plot_runs(summary: dict, path: Path) -> None:
+    """Per run, DyFiP's margin over static + exit and its gap to the full network with their
+    paired standard errors (where the report has them), the pooled figure as a band."""
+    from .plots import pyplot, save_figure
+
+    runs = np.arange(len(summary["seeds"]))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.6))
+    # (per-run values, their paired s.e., pooled figure, sign of its margin, title)
+    panels = (("margin_vs_static_exit", "margin_paired_se", "pooled_vs_static_exit", 1,
+               "DyFiP - static + exit"),
+              ("gap_to_full", "gap_paired_se", "pooled_vs_full", -1, "full - DyFiP"))
+    for ax, (field, se_field, pooled_field, sign, title) in zip(axes, panels):
+        se = [0.0 if s is None else 100 * s for s in summary.get(se_field) or [None] * len(runs)]
+        ax.errorbar(runs, 100 * np.asarray(summary[field]["values"]), yerr=se, fmt="o",
+                    capsize=3, color="tab:red")
+        ax.axhline(0.0, color="k", lw=0.8)
+        if pooled_field in summary:
+            pooled_figure = summary[pooled_field]
+            mid, half = sign * 100 * pooled_figure["margin"], 100 * pooled_figure["paired_se"]
+            ax.axhspan(mid - half, mid + half, color="tab:red", alpha=0.15,
+                       label=f"pooled {mid:+.2f} +- {half:.2f}")
+            ax.legend(fontsize=8)
+        ax.set_xticks(runs, [str(s) for s in summary["seeds"]])
+        ax.set(title=f"{title} (points)", xlabel="seed")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{summary['dataset']}: {len(runs)} runs, +- paired standard error")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def main(reports: list[Path], out: Path | None) -> dict:
+    """Print the summary; with ``out``, write it there as JSON and its plot next to it."""
     summary = aggregate(reports)
     if out is not None:
         write_json(out, summary)
+        plot_runs(summary, out.with_suffix(".png"))
     print(format_summary(summary))
     return summary

@@ -152,12 +152,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def plot_pareto(sweep: list[dict], path) -> None:
     """Accuracy vs average and worst-case cycles (ratio to full) per method, Pareto marked."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import pyplot, save_figure
 
-    from .bundle import atomic_write_with
-
+    plt = pyplot()
     colors = {"full": "k", "early_exit": "tab:orange", "static": "tab:gray",
               "static_exit": "tab:blue", "dyfip": "tab:red"}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -177,5 +174,4 @@ def plot_pareto(sweep: list[dict], path) -> None:
     axes[1].legend(loc="lower right", fontsize=8)
     fig.suptitle("Accuracy vs modelled cycles over the (tau, k, budget) sweep")
     fig.tight_layout()
-    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)

@@ -89,13 +89,9 @@ def compute_importance(model: DyFiPNet, split: Split, method: str = "grad_x_act"
 
 def plot_importance(importance: dict[str, np.ndarray], path, class_names=None) -> None:
     """Heat map per layer: classes x filters, per-class own-logit importance."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import pyplot, save_figure
 
-    from .bundle import atomic_write_with
-
-    fig, axes = plt.subplots(len(importance), 1, figsize=(10, 2.2 * len(importance)),
+    fig, axes = pyplot().subplots(len(importance), 1, figsize=(10, 2.2 * len(importance)),
                              squeeze=False)
     for ax, (name, imp) in zip(axes[:, 0], importance.items()):
         own = np.einsum("ccf->cf", imp)
@@ -107,5 +103,4 @@ def plot_importance(importance: dict[str, np.ndarray], path, class_names=None) -
             ax.set_yticks(range(len(class_names)), class_names, fontsize=6)
     axes[-1, 0].set_xlabel("filter")
     fig.tight_layout()
-    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
