@@ -88,8 +88,7 @@ def format_summary(summary: dict) -> str:
     # the targets hold per seed, not on average: every run's figures side by side
     columns = [summary[m]["accuracy"]["values"] for m in ("full", "static_exit", "dyfip")]
     columns += [summary[f]["values"] for f in ("margin_vs_static_exit", "gap_to_full")]
-    none = [None] * len(summary["seeds"])
-    paired = [summary.get(f) or none for f in ("margin_paired_se", "gap_paired_se")]
+    paired = [summary[f] for f in ("margin_paired_se", "gap_paired_se")]  # None: older runs
     for seed, full, static_exit, dyfip, margin, gap, margin_se, gap_se in zip(
             summary["seeds"], *columns, *paired):
         lines.append(f"{seed:>4} {100 * full:7.2f} {100 * static_exit:11.2f} {100 * dyfip:7.2f} "
@@ -130,7 +129,7 @@ def plot_runs(summary: dict, path: Path) -> None:
                "DyFiP - static + exit"),
               ("gap_to_full", "gap_paired_se", "pooled_vs_full", -1, "full - DyFiP"))
     for ax, (field, se_field, pooled_field, sign, title) in zip(axes, panels):
-        se = [0.0 if s is None else 100 * s for s in summary.get(se_field) or [None] * len(runs)]
+        se = [0.0 if s is None else 100 * s for s in summary[se_field]]
         ax.errorbar(runs, 100 * np.asarray(summary[field]["values"]), yerr=se, fmt="o",
                     capsize=3, color="tab:red")
         ax.axhline(0.0, color="k", lw=0.8)
