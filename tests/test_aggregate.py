@@ -37,6 +37,14 @@ def test_mean_and_standard_error(tmp_path):
     assert "   0   90.00       90.00   91.00   +1.00      -  -1.00      -" in text  # no paired s.e.
 
 
+def test_runs_listed_by_seed_not_by_folder_name(tmp_path):
+    paths = [_report(tmp_path / f"seed{s}.json", s, 0.9 + s / 1000, 0.9) for s in (10, 2, 1)]
+    out = aggregate(sorted(paths))  # as a shell glob gives them: seed1, seed10, seed2
+    assert out["seeds"] == [1, 2, 10]
+    assert out["runs"] == [str(tmp_path / f"seed{s}.json") for s in (1, 2, 10)]
+    assert out["dyfip"]["accuracy"]["values"] == pytest.approx([0.901, 0.902, 0.91])
+
+
 def test_recovered_share_shown_when_every_run_has_it(tmp_path):
     paths = [_report(tmp_path / f"r{s}.json", s, 0.92, 0.91) for s in range(2)]
     assert "recovered" not in aggregate(paths)

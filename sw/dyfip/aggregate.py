@@ -53,7 +53,9 @@ def aggregate(reports: list[Path]) -> dict:
     method's figures and DyFiP's margin."""
     if not reports:
         raise ValueError("no report.json given")
-    runs = [load_report(p) for p in reports]
+    loaded = sorted(((load_report(p), p) for p in reports),  # by seed, not by folder name
+                    key=lambda rp: (rp[0]["params"]["seed"], str(rp[1])))
+    runs, reports = [r for r, _ in loaded], [p for _, p in loaded]
     datasets = {r["params"]["dataset"] for r in runs}
     if len(datasets) != 1:
         raise ValueError(f"reports mix data sets {sorted(datasets)}")
