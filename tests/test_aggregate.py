@@ -118,6 +118,10 @@ def test_bundle_folders_and_bad_reports(tmp_path):
     (tmp_path / "cut.json").write_text('{"params": ')
     with pytest.raises(ValueError, match="cut.json is not a valid report.json"):
         aggregate([tmp_path / "cut.json"])
+    summary = tmp_path / "seeds.json"  # an aggregate's own output given back to it
+    summary.write_text(json.dumps(aggregate([tmp_path / "run0", tmp_path / "run1"])))
+    with pytest.raises(ValueError, match="seeds.json is not a run's report.json"):
+        aggregate([tmp_path / "run0", summary])
 
 
 def test_out_writes_the_summary_and_its_plot(tmp_path, capsys):

@@ -30,11 +30,17 @@ def report_path(path: Path) -> Path:
 
 
 def load_report(path: Path) -> dict:
+    """A run's report.json, checked to name its seed and data set."""
     report = report_path(path)
     try:
-        return json.loads(report.read_text())
+        data = json.loads(report.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{report} is not a valid report.json: {exc}") from None
+    params = data.get("params") if isinstance(data, dict) else None
+    if not isinstance(params, dict) or not {"seed", "dataset"} <= params.keys():
+        raise ValueError(f"{report} is not a run's report.json (no params.seed / "
+                         "params.dataset; an aggregate summary?)")
+    return data
 
 
 def pooled(runs: list[dict], comparison: str) -> dict | None:
