@@ -92,7 +92,7 @@ def plot_importance(importance: dict[str, np.ndarray], path, class_names=None) -
     from .plots import pyplot, save_figure
 
     fig, axes = pyplot().subplots(len(importance), 1, figsize=(10, 2.2 * len(importance)),
-                             squeeze=False)
+                                  squeeze=False)
     for ax, (name, imp) in zip(axes[:, 0], importance.items()):
         own = np.einsum("ccf->cf", imp)
         ax.imshow(own / (np.abs(own).max(axis=1, keepdims=True) + 1e-12), aspect="auto",
