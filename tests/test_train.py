@@ -52,3 +52,26 @@ def test_fine_tuning_sets_drawn_from_the_branch_hold_the_label():
     assert (drawn == 0).any(dim=1).all()  # the label is always in the set
     partners = drawn.max(dim=1).values.bincount(minlength=4).tolist()
     assert partners[1] > partners[2] > partners[3] > 0  # drawn by the branch's probabilities
+
+
+def test_shift_augmentation_moves_each_image_by_at_most_max_shift():
+    import pytest
+    import torch.nn.functional as F
+
+    from dyfip.config import Config
+    from dyfip.train import augment
+
+    x = torch.rand(64, 1, 8, 8)
+    gen = torch.Generator().manual_seed(0)
+    assert augment(x, gen, False, max_shift=0).equal(x)
+    padded = F.pad(x, (1, 1, 1, 1))
+    candidates = torch.stack([padded[:, :, dy:dy + 8, dx:dx + 8]  # (9, n, 1, 8, 8)
+                              for dy in range(3) for dx in range(3)])
+    for per_image in (False, True):
+        out = augment(x, gen, False, max_shift=1, per_image=per_image)
+        match = (candidates == out).flatten(2).all(2)  # (9, n): which shift each image got
+        assert match.any(0).all()  # every image is its own, shifted by at most one pixel
+        shifts = set(match.float().argmax(0).tolist())
+        assert (len(shifts) > 1) == per_image  # one shift per batch, or one per image
+    with pytest.raises(ValueError, match="max_shift=-1"):
+        Config(max_shift=-1).validate(10)

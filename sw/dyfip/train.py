@@ -29,12 +29,21 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.Tensor:
-    """Random shifts of up to 2 pixels (zero padded) and, if ``flip``, horizontal flips."""
+def augment(x: torch.Tensor, generator: torch.Generator, flip: bool, max_shift: int = 2,
+            per_image: bool = False) -> torch.Tensor:
+    """Random shifts of up to ``max_shift`` pixels (zero padded), one for the whole batch or
+    one per image, and, if ``flip``, horizontal flips."""
     n, _, h, w = x.shape
-    padded = F.pad(x, (2, 2, 2, 2))
-    dy, dx = torch.randint(0, 5, (2,), generator=generator).tolist()
-    out = padded[:, :, dy:dy + h, dx:dx + w]
+    s = max_shift
+    padded = F.pad(x, (s, s, s, s))
+    if per_image:
+        dy, dx = torch.randint(0, 2 * s + 1, (2, n, 1), generator=generator)
+        rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (n, h), (n, w)
+        out = padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+        out = out.permute(0, 3, 1, 2)  # advanced indexing put the channel axis last
+    else:
+        dy, dx = torch.randint(0, 2 * s + 1, (2,), generator=generator).tolist()
+        out = padded[:, :, dy:dy + h, dx:dx + w]
     if flip:
         flips = torch.rand(n, generator=generator) < 0.5
         out = torch.where(flips[:, None, None, None], out.flip(3), out)
@@ -68,13 +77,13 @@ def train_joint(model: DyFiPNet, data: Dataset, config: Config) -> list[dict]:
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps = config.epochs * ((len(data.train) + config.batch_size - 1) // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=max(steps, 1))
-    flip = config.flip
     history = []
     for epoch in _epochs(config.epochs, "train"):
         model.train()
         total = 0.0
         for x, y in batches(data.train, config.batch_size, gen):
-            final, branch = model(augment(x, gen, flip))
+            final, branch = model(augment(x, gen, config.flip, config.max_shift,
+                                           config.shift_per_image))
             loss = F.cross_entropy(final, y) + config.branch_loss_weight * branch_loss(
                 branch, final, y, config.branch_distill)
             opt.zero_grad()
