@@ -58,6 +58,8 @@ def test_report_contract(tiny_bundle):
     assert set(val["within_set_errors"]) == set(within)
     assert "validation images" in (tiny_bundle / "report.md").read_text()
     assert "(share of validation images)" in (tiny_bundle / "report.md").read_text()
+    assert ("k=2..3 (sets holding 90% of the branch's probability)" in  # QUICK's adaptive sets
+            (tiny_bundle / "report.md").read_text())
     assert d["macs_worst"] < report["full"]["macs_worst"]
     assert report["static"]["macs_worst"] == report["static"]["macs_avg"]
     assert set(report["params"]) >= {"k", "tau", "budget", "seed", "dataset"}

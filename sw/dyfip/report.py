@@ -68,12 +68,22 @@ def _validation(v: dict | None) -> str:
             + "." + _vs_full(v.get("vs_full"), "validation"))
 
 
+def _sets(p: dict) -> tuple[str, str]:
+    """("k=2" or "k=2..3 (...)", the hit-rate label) for fixed or adaptive candidate sets."""
+    k, k_max = p["k"], p.get("k_max", p["k"])
+    if k_max <= k:
+        return f"k={k}", f"top-{k} hit rate"
+    return (f"k={k}..{k_max} (sets holding {p['set_mass']:.0%} of the branch's probability)",
+            "candidate-set hit rate")
+
+
 def write_report(report: dict, path: str | Path) -> None:
     p = report["params"]
     d = report["dyfip"]
+    sets, hit_rate = _sets(p)
     lines = [
         f"# DyFiP report: {p['dataset']} (seed {p['seed']})", "",
-        f"k={p['k']}, tau={p['tau']}, budget={p['budget']}, mask groups {p['group_sizes']}, "
+        f"{sets}, tau={p['tau']}, budget={p['budget']}, mask groups {p['group_sizes']}, "
         f"{_weights(p)} / {p['act_bits']}-bit activations, importance "
         f"{p['xai_method']} ({p['importance_mode']}), {p['finetune_epochs']} fine-tuning epochs "
         f"per pruned method; {report['test_images']} test images.", "",
@@ -85,7 +95,7 @@ def write_report(report: dict, path: str | Path) -> None:
         "|---|---|---|---|---|---|---|",
         *[_row(m, report[m]) for m in METHODS],
         "",
-        f"Branch top-1 {d['branch_top1']:.2%}, top-{p['k']} hit rate {d['topk_hit_rate']:.2%}; "
+        f"Branch top-1 {d['branch_top1']:.2%}, {hit_rate} {d['topk_hit_rate']:.2%}; "
         f"DyFiP minus static+exit: {report['margin_vs_static_exit'] * 100:+.2f} points"
         + _paired(d.get("vs_static_exit")) + "." + _vs_full(d.get("vs_full"))
         + _validation(report.get("validation")), "",
