@@ -319,6 +319,18 @@ def test_step_rerun_with_overrides_updates_the_bundle_config(tiny_bundle, tmp_pa
     assert (config["tau"], config["k"], config["budget"]) == (0.7, 2, built["budget"])
 
 
+def test_refold_applies_this_runs_settings(tiny_bundle, tmp_path):
+    """``dyfip fold --set mask_pe_max=1`` on a trained bundle folds with the new cap, not
+    the one saved with the trained weights."""
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    before = json.loads((out / "folding.json").read_text())["group_size"]
+    assert max(before.values()) > 1
+    assert main(["fold", "--out", str(out), "--set", "mask_pe_max=1"]) == 0
+    after = json.loads((out / "folding.json").read_text())["group_size"]
+    assert after == {name: 1 for name in before}
+
+
 def test_finetuning_keeps_stage_a_and_branch(tiny_bundle):
     from dyfip.train import check_decisions_frozen
 

@@ -114,6 +114,7 @@ class Pipeline:
         from dyfip_hw.permute import apply_permutation, fold_gain
 
         base = self.load(BASE)
+        base.config = c  # this run's settings (budget, mask_pe_max) travel with the weights
         with tempfile.TemporaryDirectory(prefix="dyfip-fold-") as tmp:
             est, _, _ = estimate_accelerators(base, tmp, c.board, mask_keep=c.budget)
         bundle.write_json(self.path(FOLDING), est)
@@ -124,7 +125,6 @@ class Pipeline:
         blocks = mask_block_sizes(est["stages"]["stage_b"]) if c.mask_blocks else None
         base, imp, perms = apply_permutation(base, imp, self.cluster_sizes(est, base, blocks),
                                              blocks)
-        base.config = c  # the run's settings (budget) travel with the weights
         after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
         save_checkpoint(base, self.path(BASE))
         bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
