@@ -267,9 +267,11 @@ def test_cli_step_by_step(tmp_path):
     out = str(tmp_path)
     assert main(["train", "--out", out, "--quick", "--epochs", "1", "--set", "k_max=0",
                  "--set", "set_mass=0.8", "--set", "mask_blocks=true", "--set", "finetune_routed=true",
-                 "--budget", "0.5,0.25", "--set", "permute_cluster=2"]
+                 "--budget", "0.5,0.25", "--set", "permute_cluster=2",
+                 "--set", "finetune_distill=1.0"]
                 ) == 0  # fixed sets of k=2 (quick: adaptive); masks in the fewest SIMD blocks;
-    # a budget per stage-B layer; the permutation clusters two PE groups at a time
+    # a budget per stage-B layer; the permutation clusters two PE groups at a time; fine-tuning
+    # distils from the unpruned network (the digits preset does not)
     assert main(["explain", "--out", out]) == 0
     assert main(["finetune", "--out", out]) == 2  # needs the folding first
     assert main(["fold", "--out", out]) == 0
