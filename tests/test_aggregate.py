@@ -135,3 +135,14 @@ def test_out_writes_the_summary_and_its_plot(tmp_path, capsys):
     assert "digits: 2 runs" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r0.json", "r1.json", "seeds.json",
                                                           "seeds.png"]  # no temporary left
+
+
+def test_targets_counted_per_seed(tmp_path):
+    paths = [_report(tmp_path / f"r{s}.json", s, 0.9 + d, 0.9) for s, d in enumerate(
+        (0.0, -0.002, 0.004, -0.006))]  # DyFiP level, 0.2 below, 0.4 above, 0.6 below
+    out = aggregate(paths)
+    assert out["targets"]["full_minus_dyfip"] == {"held": 3, "runs": 4, "missed_seeds": [3]}
+    assert out["targets"]["dyfip_minus_static_exit"] == {"held": 2, "runs": 4,
+                                                        "missed_seeds": [1, 3]}
+    assert out["targets"]["dyfip_macs_worst"]["missed_seeds"] == [0, 1, 2, 3]  # 1.0 > 0.40
+    assert ("dyfip_minus_static_exit 2/4 (missed: seeds 1, 3)" in format_summary(out))

@@ -65,6 +65,11 @@ def test_report_contract(tiny_bundle):
     assert set(report["params"]) >= {"k", "tau", "budget", "seed", "dataset"}
     assert report["dyfip_version"] == dyfip.__version__  # which DyFiP made the bundle
     assert report["sweep"] and all("dyfip" in p for p in report["sweep"])
+    targets = report["targets"]  # the digits bars, checked on this run's own figures
+    assert targets["full_minus_dyfip"]["value"] == pytest.approx(-gap["margin"])
+    assert targets["dyfip_macs_worst"]["value"] == d["macs_worst_ratio"]
+    assert f"Targets (digits, this seed): full_accuracy {report['full']['accuracy']:.2%}" in (
+        tiny_bundle / "report.md").read_text()
 
 
 def test_estimates_hold_the_paths_cycles(tiny_bundle):

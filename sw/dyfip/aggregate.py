@@ -8,6 +8,7 @@ import numpy as np
 
 from .bundle import write_json
 from .evaluate import METHODS, paired_stats
+from .targets import TARGETS, check_targets
 
 FIELDS = ("accuracy", "macs_avg_ratio", "macs_worst_ratio", "cycles_avg_ratio",
           "cycles_worst_ratio")
@@ -54,6 +55,15 @@ def pooled(runs: list[dict], comparison: str) -> dict | None:
                            sum(c["only_baseline"] for c, _ in pairs), images), "images": images}
 
 
+def targets_held(runs: list[dict]) -> dict[str, dict]:
+    """Per target of the data set: on how many runs it holds and the seeds it misses."""
+    checks = [check_targets(r) for r in runs]
+    return {name: {"held": sum(c[name]["holds"] for c in checks), "runs": len(runs),
+                   "missed_seeds": [r["params"]["seed"] for r, c in zip(runs, checks)
+                                    if not c[name]["holds"]]}
+            for name in (checks[0] if checks else {})}
+
+
 def aggregate(reports: list[Path]) -> dict:
     """Mean and standard error over runs (report.json files or bundle folders) of every
     method's figures and DyFiP's margin."""
@@ -78,6 +88,8 @@ def aggregate(reports: list[Path]) -> dict:
     for comparison in ("vs_static_exit", "vs_full"):  # one paired figure over all runs
         if (figure := pooled(runs, comparison)) is not None:
             out[f"pooled_{comparison}"] = figure
+    if targets := targets_held(runs):
+        out["targets"] = targets
     recovered = [r["dyfip"].get("within_set_errors", {}).get("recovered") for r in runs]
     if None not in recovered:  # share of the static mask's extra errors DyFiP avoids
         out["recovered"] = mean_se(recovered)
@@ -87,6 +99,12 @@ def aggregate(reports: list[Path]) -> dict:
 def _se(value: float | None) -> str:
     """A paired standard error in points, '-' for reports that predate it."""
     return f"{'-' if value is None else f'{100 * value:.2f}':>6s}"
+
+
+def _held(target: dict) -> str:
+    """E.g. ``22/24 (missed: seeds 10, 12)``."""
+    missed = ", ".join(map(str, target["missed_seeds"]))
+    return f"{target['held']}/{target['runs']}" + (f" (missed: seeds {missed})" if missed else "")
 
 
 def format_summary(summary: dict) -> str:
@@ -117,6 +135,9 @@ def format_summary(summary: dict) -> str:
         if f is not None:  # vs_full's margin is DyFiP - full: the gap is its negative
             line += f"; full - DyFiP {-100 * f['margin']:.2f} +- {100 * f['paired_se']:.2f}"
         lines.append(line + " points (paired s.e.)")
+    if "targets" in summary:
+        lines.append("targets held per seed: " + ", ".join(
+            f"{name} {_held(t)}" for name, t in summary["targets"].items()))
     if "recovered" in summary:
         r = summary["recovered"]
         lines.append("share of the errors the static mask adds within the sets that DyFiP "
@@ -132,20 +153,26 @@ def plot_runs(summary: dict, path: Path) -> None:
 
     runs = np.arange(len(summary["seeds"]))
     fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.6))
-    # (per-run values, their paired s.e., pooled figure, sign of its margin, title)
+    # (per-run values, their paired s.e., pooled figure, sign of its margin, target, title)
     panels = (("margin_vs_static_exit", "margin_paired_se", "pooled_vs_static_exit", 1,
-               "DyFiP - static + exit"),
-              ("gap_to_full", "gap_paired_se", "pooled_vs_full", -1, "full - DyFiP"))
-    for ax, (field, se_field, pooled_field, sign, title) in zip(axes, panels):
+               "dyfip_minus_static_exit", "DyFiP - static + exit"),
+              ("gap_to_full", "gap_paired_se", "pooled_vs_full", -1, "full_minus_dyfip",
+               "full - DyFiP"))
+    bars = {t.name: t.bar for t in TARGETS.get(summary["dataset"], ())}
+    for ax, (field, se_field, pooled_field, sign, target, title) in zip(axes, panels):
         se = [0.0 if s is None else 100 * s for s in summary[se_field]]
         ax.errorbar(runs, 100 * np.asarray(summary[field]["values"]), yerr=se, fmt="o",
                     capsize=3, color="tab:red")
         ax.axhline(0.0, color="k", lw=0.8)
+        if target in bars:
+            ax.axhline(100 * bars[target], color="tab:blue", ls="--", lw=1,
+                       label=f"target {100 * bars[target]:+.2f}")
         if pooled_field in summary:
             pooled_figure = summary[pooled_field]
             mid, half = sign * 100 * pooled_figure["margin"], 100 * pooled_figure["paired_se"]
             ax.axhspan(mid - half, mid + half, color="tab:red", alpha=0.15,
                        label=f"pooled {mid:+.2f} +- {half:.2f}")
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         ax.set_xticks(runs, [str(s) for s in summary["seeds"]])
         ax.set(title=f"{title} (points)", xlabel="seed")

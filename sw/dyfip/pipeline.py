@@ -24,6 +24,7 @@ from .explain import compute_importance, plot_importance
 from .model import DyFiPNet, build_model, load_checkpoint, model_hash, save_checkpoint
 from .report import write_report
 from .tables import Budget, MaskTable
+from .targets import check_targets
 from .train import (FrozenOutputs, dynamic_policy, finetune_stage_b, frozen_outputs,
                     static_policy, train_joint)
 
@@ -245,6 +246,7 @@ class Pipeline:
         report["test_images"] = len(self.data.test)
         report["margin_vs_static_exit"] = main["dyfip"]["accuracy"] - main["static_exit"]["accuracy"]
         report["validation"] = self.validation_margin(models, table, cost)
+        report["targets"] = check_targets(report)
         if self.path(PERMUTATION).exists():
             perm = bundle.read_json(self.path(PERMUTATION))
             report["permutation"] = {k: {f: perm[k][f] for f in ("mean_enabled_folds",

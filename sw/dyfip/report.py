@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .bundle import write_text
 from .evaluate import METHODS
+from .targets import describe
 
 LABELS = {"full": "full network", "early_exit": "early exit only", "static": "static pruning",
           "static_exit": "static mask + exit + top-k", "dyfip": "**DyFiP**"}
@@ -44,13 +45,26 @@ def _within_set(errors: dict | None, split: str = "test") -> list[str]:
             f"{errors['dyfip']:.2%}{tail}.", ""]
 
 
+def _targets(report: dict) -> list[str]:
+    """The data set's targets on this run (older reports and data sets without: none)."""
+    targets = report.get("targets")
+    if not targets:
+        return []
+    return [f"Targets ({report['params']['dataset']}, this seed): "
+            + "; ".join(describe(name, check) for name, check in targets.items()) + ".", ""]
+
+
 def summary(report: dict) -> str:
-    """One console line per method."""
-    return "\n".join(
-        f"{LABELS[m].strip('*'):28s} acc {r['accuracy']:.4f}  macs avg/worst "
-        f"{r['macs_avg_ratio']:.3f}/{r['macs_worst_ratio']:.3f}  cycles avg/worst "
-        f"{r['cycles_avg_ratio']:.3f}/{r['cycles_worst_ratio']:.3f}"
-        for m, r in ((m, report[m]) for m in METHODS))
+    """One console line per method, then the targets this run misses (if it has targets)."""
+    lines = [f"{LABELS[m].strip('*'):28s} acc {r['accuracy']:.4f}  macs avg/worst "
+             f"{r['macs_avg_ratio']:.3f}/{r['macs_worst_ratio']:.3f}  cycles avg/worst "
+             f"{r['cycles_avg_ratio']:.3f}/{r['cycles_worst_ratio']:.3f}"
+             for m, r in ((m, report[m]) for m in METHODS)]
+    if targets := report.get("targets"):
+        missed = [describe(name, check) for name, check in targets.items() if not check["holds"]]
+        lines.append(f"targets ({report['params']['dataset']}): "
+                     + ("; ".join(missed) if missed else f"all {len(targets)} hold"))
+    return "\n".join(lines)
 
 
 def _weights(params: dict) -> str:
@@ -103,6 +117,7 @@ def write_report(report: dict, path: str | Path) -> None:
             f"{label} {d['errors'][key]:.2%}" for key, label in (
                 ("exit", "wrong early exit"), ("set_miss", "label not in the candidate set"),
                 ("stage_b", "pruned stage B wrong within the set"))) + ".", "",
+        *_targets(report),
         *_within_set(d.get("within_set_errors")),
         *_within_set((report.get("validation") or {}).get("within_set_errors"), "validation"),
         "![Pareto front](pareto.png)", "", "![Filter importance](importance.png)", "",
