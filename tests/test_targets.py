@@ -4,7 +4,8 @@ from dyfip.targets import TARGETS, check_targets, describe
 def _report(dataset, full, static_exit, dyfip, macs_avg=0.1, macs_worst=0.2):
     r = {"full": {"accuracy": full}, "static_exit": {"accuracy": static_exit},
          "dyfip": {"accuracy": dyfip, "macs_avg_ratio": macs_avg, "macs_worst_ratio": macs_worst}}
-    return {**r, "params": {"dataset": dataset, "seed": 0}}
+    return {**r, "margin_vs_static_exit": dyfip - static_exit,
+            "params": {"dataset": dataset, "seed": 0}}
 
 
 def test_fashion_mnist_bars_hold_at_the_bar_itself():

@@ -53,7 +53,7 @@ def _gap(r: dict) -> float:
 
 
 def _margin(r: dict) -> float:
-    return r["dyfip"]["accuracy"] - r["static_exit"]["accuracy"]
+    return r["margin_vs_static_exit"]  # the report's own figure (DyFiP - static + exit)
 
 
 def _macs_avg(r: dict) -> float:
