@@ -37,3 +37,11 @@ def test_one_pass_over_all_layers_equals_one_pass_per_layer(tiny_bundle, digits,
     apart = compute_importance(model, digits.train, "grad_x_act", per_class=4)
     for name in together:
         np.testing.assert_allclose(together[name], apart[name], rtol=1e-6, atol=1e-9)
+
+
+def test_config_names_every_attribution_method():
+    """``--xai-method`` choices (checked before training) are the methods explain runs."""
+    from dyfip.config import XAI_METHODS
+    from dyfip.explain import ATTRIBUTION_METHODS
+
+    assert set(XAI_METHODS) == set(ATTRIBUTION_METHODS) | {"random"}

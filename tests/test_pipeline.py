@@ -197,6 +197,8 @@ def test_per_layer_budget_config():
 def test_cli_errors(tmp_path, capsys):
     assert main(["evaluate", "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["evaluate", "--out", str(tmp_path / "typo")]) == 2
+    assert "bundle folder" in capsys.readouterr().err and not (tmp_path / "typo").exists()
     assert main(["run", "--out", str(tmp_path), "--k", "10", "--epochs", "1"]) == 2
     assert "k=10" in capsys.readouterr().err
     (tmp_path / "config.json").write_text(json.dumps({"dataset": "digits"}))
@@ -223,6 +225,15 @@ BAD_SETTINGS = [  # (command-line options, what the error must name)
     (["--set", "permute_cluster=0"], "permute_cluster=0 must be >= 1"),
     (["--set", "finetune_set_temperature=-1"], "finetune_set_temperature=-1 must be >= 0"),
     (["--budget", "0.5,0.25,0.25"], "one per stage-B layer (2)"),
+    (["--set", "k=abc"], "k='abc' must be a whole number"),
+    (["--set", "tau=null"], "tau=None must be a number"),
+    (["--set", "lr=0"], "lr=0 must be > 0"),
+    (["--set", "batch_size=0"], "batch_size=0 must be >= 1"),
+    (["--set", "weight_bits=0"], "weight_bits=0 must be in 2..8"),
+    (["--set", "xai_method=shap"], "xai_method='shap' must be one of"),
+    (["--set", 'stage_b=[{"filters": 8}]'], "unexpected keyword argument 'filters'"),
+    (["--k", "4"], "--set k_max=N, or --set k_max=0"),  # the digits preset's k_max is 3
+    (["--board", "Nope"], "unknown board 'Nope'"),
 ]
 
 
@@ -290,8 +301,10 @@ def test_cli_step_by_step(tmp_path):
     assert report["params"]["budget"] == [0.5, 0.25]
     table = MaskTable.load(tmp_path / bundle.TABLES)
     assert [int(m.sum(axis=1).max()) for m in table.masks] == [32, 16]  # of 64 / 64 filters
-    # steps run by separate commands still report their times
-    assert set(report["timings_s"]) >= {"train", "explain", "fold", "finetune"}
+    # steps run by separate commands still report their times, evaluate's own too
+    assert set(report["timings_s"]) >= {"train", "explain", "fold", "finetune", "evaluate"}
+    assert not (tmp_path / "pareto.png").exists()  # no sweep, no Pareto plot
+    assert "pareto.png" not in (tmp_path / bundle.REPORT_MD).read_text()
     assert (report["params"]["k_max"], report["params"]["set_mass"]) == (2, 0.8)
     assert report["dyfip"]["mean_set_size"] in (0.0, 2.0)
     assert "FINN folding for Pynq-Z2" in report["params"]["cycle_model"]
@@ -336,6 +349,47 @@ def test_refold_applies_this_runs_settings(tiny_bundle, tmp_path):
     assert main(["fold", "--out", str(out), "--set", "mask_pe_max=1"]) == 0
     after = json.loads((out / "folding.json").read_text())["group_size"]
     assert after == {name: 1 for name in before}
+
+
+def test_refold_and_reexplain_start_from_the_trained_order(tiny_bundle, tmp_path, capsys):
+    """A second fold (or explain) undoes the first fold's permutation: the same
+    permutation, the same fold gain, the same function; a folding made for another budget
+    or board is refused by the later steps, before anything is written."""
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    first = json.loads((out / "permutation.json").read_text())
+    x = images_to_float(load_dataset("digits").test.images[:32])
+    with torch.no_grad():
+        want = load_checkpoint(out / "base.pt")(x)[0]
+    for step in ("fold", "fold", "explain", "fold"):
+        assert main([step, "--out", str(out)]) == 0
+        with torch.no_grad():
+            assert torch.allclose(load_checkpoint(out / "base.pt")(x)[0], want, atol=1e-5)
+    again = json.loads((out / "permutation.json").read_text())
+    assert again["unpermuted"] == first["unpermuted"]
+    assert again["perms"] == first["perms"]
+    assert main(["finetune", "--out", str(out), "--budget", "0.5"]) == 2
+    assert "folded for other settings: budget=0.5" in capsys.readouterr().err
+    accel = {p.name: p.stat().st_mtime_ns for p in (out / "accel").iterdir()}
+    assert main(["build", "--bundle", str(out), "--board", "KV260"]) == 2
+    assert "made for the Pynq-Z2 folding" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "accel").iterdir()} == accel
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("config.json", b"{", "config.json is corrupt"),
+    ("config.json", b'{"kk": 1}', "does not hold a DyFiP config"),
+    ("model.pt", b"junk", "checkpoint"),
+    ("importance.npz", b"junk", "importance.npz is corrupt"),
+])
+def test_corrupt_bundle_files_are_named(tiny_bundle, tmp_path, capsys, name, damage, message):
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    (out / name).write_bytes(damage)
+    step = "finetune" if name == "importance.npz" else "evaluate"
+    assert main([step, "--out", str(out), "--no-sweep"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and name in err
 
 
 def test_finetuning_keeps_stage_a_and_branch(tiny_bundle):

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dyfip.bundle import CHECKPOINT, atomic_write_with, write_json, write_npz
+from dyfip.bundle import (CHECKPOINT, FOLDING, REPORT_JSON, atomic_write_with, read_json,
+                          write_json, write_npz)
 from dyfip.dataflow import FORMAT_VERSION, LAYERS_JSON, Accelerator
+from dyfip.evaluate import METHODS as REPORT_METHODS
 from dyfip.model import model_hash
 from dyfip.tables import Budget
 
@@ -33,6 +35,7 @@ from .finn_env import SUPPORTED_VIVADO, missing_tools
 ACCEL = "accel"
 ESTIMATES = "estimates.json"
 WORK = "hw_build"
+PATH_FIGURES = ("cycles_avg", "cycles_worst", "cycles_avg_ratio", "cycles_worst_ratio")
 
 
 def layer_names(model) -> dict[str, list[str]]:
@@ -168,7 +171,13 @@ def main(bundle_dir: str | Path, board: str = "Pynq-Z2", estimate: bool = True,
     model = load_checkpoint(bundle / CHECKPOINT) if (bundle / CHECKPOINT).exists() else None
     if model is None:
         raise FileNotFoundError(f"{bundle / CHECKPOINT} not found: run 'dyfip run' first")
+    folded = read_json(bundle / FOLDING) if (bundle / FOLDING).exists() else None
+    check_folding(bundle, folded, board_cfg.name)  # before anything is written
     est, graphs, cfg = estimate_accelerators(model, bundle, board_cfg, t0)
+    check_folding(bundle, folded, board_cfg.name, est["group_size"])
+    if (bundle / REPORT_JSON).exists():  # the decision paths' cycles under this folding
+        report = read_json(bundle / REPORT_JSON)
+        est["paths"] = {m: {f: report[m][f] for f in PATH_FIGURES} for m in REPORT_METHODS}
     est["bitstream"] = {"requested": bitstream, "vivado": list(SUPPORTED_VIVADO),
                         "missing_tools": missing_tools()}
     write_json(bundle / ESTIMATES, est)
@@ -176,6 +185,21 @@ def main(bundle_dir: str | Path, board: str = "Pynq-Z2", estimate: bool = True,
     if bitstream:
         run_bitstream(model, graphs, cfg, bundle)
     return est
+
+
+def check_folding(bundle: Path, folded: dict | None, board: str,
+                  group_size: dict | None = None) -> None:
+    """The build is for the board (and has the mask groups, PE) of the bundle's
+    ``folding.json``, which its tables, fine-tunes and reported cycles were made for."""
+    if folded is None:
+        return
+    if folded["board"] != board or group_size not in (None, folded["group_size"]):
+        built = "" if group_size is None else f" (mask groups {group_size})"
+        raise ValueError(
+            f"the bundle's tables and report were made for the {folded['board']} folding "
+            f"(mask groups {folded['group_size']}), not this {board} build{built}: build for "
+            f"{folded['board']}, or run 'dyfip fold --board {board} --out {bundle}', then "
+            "'dyfip finetune' and 'dyfip evaluate' first")
 
 
 def summary(est: dict, bundle: Path) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,7 @@ BRANCH = "branch.npz"
 REFERENCE = "reference.npz"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+FOLDING = "folding.json"  # the FINN folding the tables, fine-tunes and cycles were made for
 
 
 def _file_mode() -> int:
@@ -71,4 +73,20 @@ def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the step that writes it first")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is corrupt (not JSON: {exc}): re-run the step that "
+                         "writes it") from None
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (no pickles); a missing or corrupt file names itself."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the step that writes it first")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path} is corrupt ({exc}): re-run the step that writes it") from None

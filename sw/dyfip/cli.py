@@ -6,11 +6,18 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import parse_budget
+from .config import IMPORTANCE_MODES, XAI_METHODS, parse_budget
 
 STEP_COMMANDS = {"train": ("train",), "explain": ("explain",), "fold": ("fold",),
                  "finetune": ("finetune",), "evaluate": ("evaluate",),
                  "run": ("train", "explain", "fold", "finetune", "evaluate", "build")}
+STEP_HELP = {
+    "train": "Brevitas QAT of the backbone and the coarse branch (base.pt)",
+    "explain": "Captum per-class filter importance of stage B (importance.npz, .png)",
+    "fold": "FINN folding for --board: mask groups = PE, filter permutation (folding.json)",
+    "finetune": "mask tables for every candidate set + same-effort fine-tunes of stage B",
+    "evaluate": "full / early exit / static / static+exit / DyFiP on the test split (report)",
+    "run": " -> ".join(STEP_COMMANDS["run"])}
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -30,8 +37,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", help="board whose FINN folding sets cycles and mask groups "
                    "(Pynq-Z2, KV260, ZCU104; 'none': default folding, no FINN)")
     p.add_argument("--no-permute", dest="permute", action="store_const", const=False)
-    p.add_argument("--xai-method", dest="xai_method")
-    p.add_argument("--importance-mode", dest="importance_mode", choices=["class", "contrast"])
+    p.add_argument("--xai-method", dest="xai_method", choices=XAI_METHODS)
+    p.add_argument("--importance-mode", dest="importance_mode", choices=IMPORTANCE_MODES)
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
                    help="any config field (see config.json), e.g. --set flip=false; repeatable")
     p.add_argument("--no-sweep", action="store_true", help="evaluate only the main point")
@@ -43,8 +50,8 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dyfip", description=__doc__)
     ap.add_argument("--version", action="version", version=f"dyfip {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
-    for name, steps in STEP_COMMANDS.items():
-        _add_pipeline_args(sub.add_parser(name, help=" -> ".join(steps)))
+    for name, text in STEP_HELP.items():
+        _add_pipeline_args(sub.add_parser(name, help=text, description=text))
     b = sub.add_parser("build", help="FINN accelerator: estimates or bitstream")
     b.add_argument("--bundle", type=Path, default=Path("build/demo"))
     b.add_argument("--board", help="board file name or path (default: the bundle's board)")

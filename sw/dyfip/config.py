@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,12 @@ class ConvSpec:
 
 
 WEIGHT_SCALINGS = ("tensor", "channel")
+# Captum layer attributions of dyfip.explain, and a random baseline
+XAI_METHODS = ("grad_x_act", "integrated_gradients", "conductance", "random")
+IMPORTANCE_MODES = ("class", "contrast")
+# whole-number settings that must be at least 1
+POSITIVE_INTS = ("epochs", "batch_size", "xai_samples_per_class", "branch_pool",
+                 "sweep_finetune_epochs", "default_pe", "default_simd")
 
 
 @dataclass(frozen=True)
@@ -108,15 +116,36 @@ class Config:
     def load(cls, path: str | Path) -> "Config":
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    def check_types(self) -> None:
+        """Every field holds a value of its declared type (``--set k=abc`` names ``k``)."""
+        for f in dataclasses.fields(self):
+            check_type(f.name, getattr(self, f.name))
+
     def validate(self, num_classes: int) -> None:
         """Reject settings that cannot work, naming the value."""
+        self.check_types()
         if not 1 <= self.k < num_classes:
             raise ValueError(f"k={self.k} must be in 1..{num_classes - 1} for {num_classes} classes")
         if self.k_max and not self.k <= self.k_max < num_classes:
-            raise ValueError(f"k_max={self.k_max} must be 0 or in {self.k}..{num_classes - 1}")
-        for name in ("flip", "shift_per_image", "recalibrate_bn", "permute", "mask_blocks", "finetune_routed"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
+            raise ValueError(f"k_max={self.k_max} (adaptive sets of k..k_max classes) must be 0 "
+                             f"or in {self.k}..{num_classes - 1}: set it with --set k_max=N, "
+                             "or --set k_max=0 for sets of exactly k classes")
+        for name in POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.finetune_epochs < 0:
+            raise ValueError(f"finetune_epochs={self.finetune_epochs} must be >= 0")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
+        for name in ("weight_bits", "act_bits"):
+            if not 2 <= getattr(self, name) <= 8:
+                raise ValueError(f"{name}={getattr(self, name)} must be in 2..8 (FINN's "
+                                 "low-bit integer layers)")
+        if self.xai_method not in XAI_METHODS:
+            raise ValueError(f"xai_method={self.xai_method!r} must be one of {XAI_METHODS}")
+        if self.importance_mode not in IMPORTANCE_MODES:
+            raise ValueError(f"importance_mode={self.importance_mode!r} must be one of "
+                             f"{IMPORTANCE_MODES}")
         if self.edge_weight_bits and not 2 <= self.edge_weight_bits <= 8:
             raise ValueError(f"edge_weight_bits={self.edge_weight_bits} must be 0 (weight_bits) "
                              "or in 2..8")
@@ -149,6 +178,39 @@ class Config:
                 raise ValueError(
                     f"group_size={self.group_size} does not divide a stage-B layer of "
                     f"{spec.out_channels} filters")
+
+
+def check_type(name: str, value: Any) -> None:
+    """Fails, naming the field, unless ``value`` has the type Config declares for ``name``."""
+    hint = typing.get_type_hints(Config)[name]
+    if not _has_type(value, hint):
+        raise ValueError(f"{name}={value!r} must be {_type_name(hint)}")
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """``isinstance`` for the annotations Config uses (unions, ``tuple[X, ...]``); ints
+    are floats too, bools are neither."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in typing.get_args(hint))
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_has_type(v, typing.get_args(hint)[0])
+                                                for v in value)
+    if hint is type(None):
+        return value is None
+    if hint in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if hint is float else hint)
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "a whole number", float: "a number", bool: "true or false", str: "text",
+             type(None): "null"}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}s"
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 PRESETS: dict[str, Config] = {
@@ -207,7 +269,11 @@ def parse_setting(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     if isinstance(value, list):
-        value = tuple(ConvSpec(**v) if isinstance(v, dict) else v for v in value)
+        try:
+            value = tuple(ConvSpec(**v) if isinstance(v, dict) else v for v in value)
+        except TypeError as exc:
+            raise ValueError(f"--set {text!r}: {exc}") from None
+    check_type(key, value)
     return key, value
 
 
@@ -231,4 +297,4 @@ def preset(dataset: str, quick: bool = False, **overrides: Any) -> Config:
     return PRESETS[dataset].replace(**changes)
 
 
-__all__ = ["Config", "ConvSpec", "PRESETS", "parse_budget", "parse_setting", "preset"]
+__all__ = ["Config", "ConvSpec", "PRESETS", "XAI_METHODS", "parse_budget", "parse_setting", "preset"]

@@ -182,8 +182,16 @@ def save_checkpoint(model: DyFiPNet, path) -> None:
 
 
 def load_checkpoint(path) -> DyFiPNet:
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    model = DyFiPNet(Config.from_dict(json.loads(payload["config"])),
+    """The network saved by :func:`save_checkpoint`; a corrupt file names itself."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        config = payload["config"]
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch reports truncation / junk as many different errors
+        raise ValueError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {exc}): "
+                         "re-run the step that writes it") from None
+    model = DyFiPNet(Config.from_dict(json.loads(config)),
                      tuple(payload["in_shape"]), payload["num_classes"])
     result = model.load_state_dict(payload["state_dict"], strict=False)
     # an activation quantizer that never saw training data has no learned scale yet

@@ -36,9 +36,9 @@ BASELINE = "baseline_{}.pt"
 # settings a re-evaluation may change (the rest are the fine-tuned network's)
 EVALUATION_SETTINGS = frozenset({"tau", "data_dir", "sweep_tau", "sweep_k", "sweep_budget",
                                  "sweep_finetune_epochs"})
-FOLDING = "folding.json"  # the FINN estimate of the base network: folding and cycles
 PERMUTATION = "permutation.json"
 TIMINGS = "timings.json"  # seconds per step, kept across step-by-step commands
+PARETO = "pareto.png"
 
 
 @dataclass
@@ -52,7 +52,6 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        self.out.mkdir(parents=True, exist_ok=True)
 
     @cached_property
     def data(self) -> Dataset:
@@ -69,14 +68,29 @@ class Pipeline:
             raise FileNotFoundError(f"{p} not found: run the step that writes it first")
         return load_checkpoint(p)
 
+    def fold_settings(self) -> dict:
+        """The settings a folding depends on (the board, and the budget and PE cap that
+        steer the filter-enable layers' PE, i.e. the mask groups)."""
+        c = self.config
+        return {"board": c.board, "budget": c.budget, "mask_pe_max": c.mask_pe_max}
+
     def folding(self) -> dict | None:
-        """The FINN estimate written by :meth:`fold`; None when the run uses no board."""
+        """The FINN estimate written by :meth:`fold`; None when the run uses no board.
+        Fails when it was folded for other settings: its mask groups would not be the
+        accelerator's."""
         if self.config.board == "none":
             return None
-        p = self.path(FOLDING)
+        p = self.path(bundle.FOLDING)
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: run 'dyfip fold' first")
-        return bundle.read_json(p)
+        est = bundle.read_json(p)
+        was, now = est.get("folded_for", self.fold_settings()), self.fold_settings()
+        changed = [f"{k}={now[k]!r} (folded for {was[k]!r})"
+                   for k in now if json.dumps(was[k]) != json.dumps(now[k])]
+        if changed:
+            raise ValueError(f"{p} was folded for other settings: {', '.join(changed)}; run "
+                             "'dyfip fold' with them first (then finetune and evaluate)")
+        return est
 
     def cost_model(self, model: DyFiPNet) -> CostModel:
         c = self.config
@@ -92,7 +106,11 @@ class Pipeline:
         console.print(f"trained: val accuracy {history[-1]['val_accuracy']:.4f}")
 
     def explain(self) -> None:
-        model = self.load(BASE)
+        base = self.load(BASE)
+        model, _ = self.unpermuted(base)
+        if model is not base:  # explain in the trained filter order; fold permutes again
+            save_checkpoint(model, self.path(BASE))
+            self.path(PERMUTATION).unlink()
         imp = compute_importance(model, self.data.train, self.config.xai_method,
                                  self.config.xai_samples_per_class, self.config.seed)
         bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
@@ -102,8 +120,20 @@ class Pipeline:
         p = self.path(bundle.IMPORTANCE)
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: run 'dyfip explain' first")
-        with np.load(p) as z:
-            return {k: z[k] for k in z.files}
+        return bundle.read_npz(p)
+
+    def unpermuted(self, base: DyFiPNet, imp: dict[str, np.ndarray] | None = None
+                   ) -> tuple[DyFiPNet, dict[str, np.ndarray] | None]:
+        """``base`` (and ``imp``) back in the trained filter order when an earlier fold
+        permuted them (explain and fold start from there)."""
+        p = self.path(PERMUTATION)
+        if not p.exists():
+            return base, imp
+        from dyfip_hw.permute import permute_importance, permute_model
+
+        inverse = {k: np.argsort(v) for k, v in bundle.read_json(p)["perms"].items()}
+        return (permute_model(base, inverse),
+                None if imp is None else permute_importance(imp, inverse))
 
     def fold(self) -> None:
         """Fold the base network for the board (FINN estimate build): mask groups = PE; then
@@ -114,24 +144,27 @@ class Pipeline:
         from dyfip_hw.build import estimate_accelerators
         from dyfip_hw.permute import apply_permutation, fold_gain
 
-        base = self.load(BASE)
+        base, imp = self.unpermuted(self.load(BASE), self.importance())
         base.config = c  # this run's settings (budget, mask_pe_max) travel with the weights
         with tempfile.TemporaryDirectory(prefix="dyfip-fold-") as tmp:
             est, _, _ = estimate_accelerators(base, tmp, c.board, mask_keep=c.budget)
-        bundle.write_json(self.path(FOLDING), est)
-        if not c.permute:
-            return
-        imp = self.importance()
-        before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
-        blocks = mask_block_sizes(est["stages"]["stage_b"]) if c.mask_blocks else None
-        base, imp, perms = apply_permutation(base, imp, self.cluster_sizes(est, base, blocks),
-                                             blocks)
-        after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
+        est["folded_for"] = self.fold_settings()
+        permutation = None
+        if c.permute:
+            before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
+            blocks = mask_block_sizes(est["stages"]["stage_b"]) if c.mask_blocks else None
+            base, imp, perms = apply_permutation(base, imp,
+                                                 self.cluster_sizes(est, base, blocks), blocks)
+            after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
+            permutation = {"perms": {k: v.tolist() for k, v in perms.items()},
+                           "unpermuted": before, "permuted": after}
         save_checkpoint(base, self.path(BASE))
         bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
-        bundle.write_json(self.path(PERMUTATION), {
-            "perms": {k: v.tolist() for k, v in perms.items()},
-            "unpermuted": before, "permuted": after})
+        if permutation:
+            bundle.write_json(self.path(PERMUTATION), permutation)
+        else:
+            self.path(PERMUTATION).unlink(missing_ok=True)
+        bundle.write_json(self.path(bundle.FOLDING), est)
 
     def cluster_sizes(self, est: dict, model: DyFiPNet,
                       blocks: dict[str, int] | None = None) -> dict[str, int]:
@@ -230,7 +263,9 @@ class Pipeline:
         main = with_ratios(evaluate_point(models, table, self.data.test, c.k, c.tau, cost,
                                           set_mass=c.set_mass))
         sweep = self.sweep(models, cost, main["full"])
-        plot_pareto(sweep, self.path("pareto.png"))
+        self.path(PARETO).unlink(missing_ok=True)  # none without a sweep (--no-sweep)
+        if sweep:
+            plot_pareto(sweep, self.path(PARETO))
         write_reference(deployed, table, self.data, c, self.path(bundle.REFERENCE))
         report = {m: main[m] for m in METHODS}
         report["params"] = {"dataset": c.dataset, "k": c.k, "k_max": c.max_set,
@@ -316,16 +351,9 @@ class Pipeline:
         """The accelerator of the deployed network (estimates.json, accel/) for the board."""
         if self.config.board == "none":
             return
-        from dyfip_hw.build import ESTIMATES, main as build_main
+        from dyfip_hw.build import main as build_main
 
-        est = build_main(self.out, self.config.board, estimate=True)
-        report = self.path(bundle.REPORT_JSON)
-        if report.exists():  # the decision paths' cycles under this folding, next to it
-            r = bundle.read_json(report)
-            est["paths"] = {m: {f: r[m][f] for f in ("cycles_avg", "cycles_worst",
-                                                     "cycles_avg_ratio", "cycles_worst_ratio")}
-                            for m in METHODS}
-            bundle.write_json(self.path(ESTIMATES), est)
+        build_main(self.out, self.config.board, estimate=True)
 
     STEPS = ("train", "explain", "fold", "finetune", "evaluate", "build")
 
@@ -336,6 +364,14 @@ class Pipeline:
 
     def run(self, steps=STEPS) -> dict | None:
         """Run ``steps`` in order; returns the report when ``evaluate`` is among them."""
+        if self.config.board != "none":
+            from dyfip_hw.boards import load_board
+            load_board(self.config.board)  # an unknown board fails now, not after training
+        if "train" in steps:
+            self.out.mkdir(parents=True, exist_ok=True)
+        elif not self.out.is_dir():
+            raise FileNotFoundError(f"bundle folder {self.out} not found: run 'dyfip run' "
+                                    f"(or 'dyfip train') with --out {self.out} first")
         report = None
         for step in steps:
             console.print(f"[bold]dyfip {step}[/] -> {self.out}")
@@ -349,6 +385,10 @@ class Pipeline:
             bundle.write_text(self.path(bundle.CONFIG), self.config.to_json())
             self.timings[step] = round(time.perf_counter() - t0, 2)
             bundle.write_json(self.path(TIMINGS), self.step_timings())
+            if report is not None:  # the report's step times include evaluate and build
+                report["timings_s"] = self.step_timings()
+                bundle.write_json(self.path(bundle.REPORT_JSON), report)
+                write_report(report, self.path(bundle.REPORT_MD))
         return report
 
 def write_branch(model: DyFiPNet, path: Path) -> None:
@@ -396,7 +436,11 @@ def load_config(out: Path, overrides: dict, fresh: bool, quick: bool = False) ->
     p = Path(out) / bundle.CONFIG
     if fresh or not p.exists():
         return preset(overrides.pop("dataset", "digits"), quick, **overrides)
-    config = Config.from_dict(json.loads(p.read_text()))
+    data = bundle.read_json(p)
+    try:
+        config = Config.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{p} does not hold a DyFiP config ({exc})") from None
     if overrides.get("dataset", config.dataset) != config.dataset:
         raise ValueError(f"bundle {out} holds a {config.dataset} run, not "
                          f"{overrides['dataset']}: use another --out")

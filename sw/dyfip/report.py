@@ -120,7 +120,8 @@ def write_report(report: dict, path: str | Path) -> None:
         *_targets(report),
         *_within_set(d.get("within_set_errors")),
         *_within_set((report.get("validation") or {}).get("within_set_errors"), "validation"),
-        "![Pareto front](pareto.png)", "", "![Filter importance](importance.png)", "",
+        *(["![Pareto front](pareto.png)", ""] if report.get("sweep") else []),
+        "![Filter importance](importance.png)", "",
         "Step times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("timings_s", {}).items()),
         "",
     ]
