@@ -99,7 +99,8 @@ BOARD_DIR ?= /home/xilinx/jupyter_notebooks/dyfip
 deploy:
 	@test -n "$(BOARD_HOST)" || { echo "usage: make deploy BOARD_HOST=xilinx@<board-ip> [BUNDLE=$(BUNDLE)]"; exit 1; }
 	rsync -a --exclude '*.pt' --exclude hw_build --exclude '*.onnx' $(BUNDLE)/ $(BOARD_HOST):$(BOARD_DIR)/bundle/
-	rsync -a --relative sw/dyfip hw/dyfip_hw pyproject.toml README.md $(BOARD_HOST):$(BOARD_DIR)/
+	rsync -a --relative sw/dyfip hw/dyfip_hw pyproject.toml README.md tests/conftest.py \
+		tests/board_conftest.py tests/test_hil.py $(BOARD_HOST):$(BOARD_DIR)/
 	rsync -a notebooks/ $(BOARD_HOST):$(BOARD_DIR)/
 	@echo "on the board: cd $(BOARD_DIR) && sudo pip3 install --no-deps -e . (see notebooks/README.md)"
 
