@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,21 @@ def test_targets_counted_per_seed(tmp_path):
                                                         "missed_seeds": [1, 3]}
     assert out["targets"]["dyfip_macs_worst"]["missed_seeds"] == [0, 1, 2, 3]  # 1.0 > 0.40
     assert ("dyfip_minus_static_exit 2/4 (missed: seeds 1, 3)" in format_summary(out))
+
+
+def test_a_report_given_twice_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "run0").mkdir()
+    _report(tmp_path / "run0" / "report.json", 0, 0.92, 0.91)
+    monkeypatch.chdir(tmp_path)
+    for twice in (["run0", "run0/report.json"], ["run0", "run0/"]):
+        with pytest.raises(ValueError, match="seed 0 in run0"):
+            aggregate([Path(p) for p in twice])
+
+
+def test_runs_with_the_same_seed_are_refused(tmp_path):
+    for variant in ("a", "b"):  # two variants trained with the same seed
+        (tmp_path / variant).mkdir()
+        _report(tmp_path / variant / "report.json", 0, 0.92, 0.91)
+    _report(tmp_path / "c.json", 1, 0.92, 0.91)
+    with pytest.raises(ValueError, match=rf"seed 0 .*{tmp_path / 'a'}, {tmp_path / 'b'}"):
+        aggregate([tmp_path / "a", tmp_path / "c.json", tmp_path / "b"])

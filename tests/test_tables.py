@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -76,8 +78,8 @@ def test_corrupt_missing_and_oversized_tables(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"garbage")
     with pytest.raises(TableError, match="corrupt"):
         MaskTable.load(tmp_path / "bad.npz")
-    with pytest.raises(FileNotFoundError, match="dyfip tables"):
-        MaskTable.load(tmp_path / "none.npz")
+    with pytest.raises(FileNotFoundError, match="run 'dyfip finetune' first"):
+        MaskTable.load(tmp_path / "none.npz")  # finetune writes the tables: no 'dyfip tables'
     t = MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=1, model_hash="h")
     t.masks[0][3, :] = True  # over budget
     t.save(tmp_path / "big.npz")
@@ -175,3 +177,49 @@ def test_block_constraint_makes_every_mask_cost_the_same_cycles():
         cycles[name + "_static"] = cm.stage_b(t.static_masks).cycles
     assert set(cycles["blocks"]) == {cycles["blocks_static"]}  # worst case == any mask
     assert max(cycles["free"]) > max(cycles["blocks"])
+
+
+@pytest.mark.parametrize("field, value", [
+    ("version", np.array([1, 1])), ("version", np.array(1.5)), ("group_sizes", np.array([0, 0])),
+    ("group_sizes", np.array([1.0, 1.0])), ("block_sizes", np.array([0, 1])),
+    ("budget", np.array("abc")), ("budget", np.array(1.5)), ("budget", np.array([0.25, 0.0])),
+    ("layer_names", np.array("one")), ("subsets", np.array([["a", "b"]])),
+    ("subsets", np.zeros((0, 2), dtype=np.int64))])
+def test_load_names_the_file_and_the_field_of_a_malformed_table(tmp_path, field, value):
+    MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=1, model_hash="h").save(
+        tmp_path / "t.npz")
+    with np.load(tmp_path / "t.npz") as z:
+        fields = {k: z[k] for k in z.files}
+    np.savez(tmp_path / "bad.npz", **{**fields, field: value})
+    with pytest.raises(TableError, match=rf"{re.escape(str(tmp_path / 'bad.npz'))}.*{field}"):
+        MaskTable.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"budget": 0}, r"budget 0.0 .* \(0, 1\]"), ({"budget": -1}, r"budget -1.0 .* \(0, 1\]"),
+    ({"budget": 1.5}, r"budget 1.5 .* \(0, 1\]"), ({"budget": (0.25, 0)}, r"budget 0.0 "),
+    ({"group_sizes": 0}, r"group_sizes \[0, 0\] .* >= 1"),
+    ({"group_sizes": [2, 0]}, r"group_sizes \[2, 0\] .* >= 1"),
+    ({"block_sizes": [0, 1]}, r"block_sizes \[0, 1\] .* >= 1"),
+    ({"importance": {}}, "at least one layer"),
+    ({"importance": {"a": np.ones((5, 5, 8)), "b": np.ones((4, 4, 8))}},
+     r"same number of classes.*'a': 5, 'b': 4"),
+    ({"importance": {"a": np.ones((4, 4, 8)), "b": np.ones((5, 5, 8))}},
+     r"same number of classes.*'a': 4, 'b': 5"),
+    ({"importance": {"a": np.ones((5, 4, 8))}}, r"shape \(C, C, F\).*'a'.*\(5, 4, 8\)")])
+def test_build_rejects_bad_budgets_group_sizes_and_layers(changes, match):
+    args = {"importance": _importance(), "k": 2, "budget": 0.25, "group_sizes": 1,
+            "model_hash": "h", **changes}
+    with pytest.raises(ValueError, match=match):
+        MaskTable.build(**args)
+
+
+def test_masks_for_rejects_non_integer_class_ids():
+    t = MaskTable.build(_importance(), k=2, budget=0.5, group_sizes=1, model_hash="h")
+    with pytest.raises(TableError, match=r"class ids \[1.7, 2.2\] .* integers"):
+        t.masks_for((1.7, 2.2))
+    with pytest.raises(TableError, match="integers"):
+        t.batch_masks(np.array([[0.0, 1.0]]))
+    want = t.mask_vector((1, 2))
+    for ids in (np.array([2, 1], dtype=np.int32), (np.uint8(1), np.int64(2)), [np.int16(2), 1]):
+        assert np.array_equal(t.mask_vector(ids), want)

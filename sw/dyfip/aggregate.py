@@ -44,6 +44,18 @@ def load_report(path: Path) -> dict:
     return data
 
 
+def check_seeds(loaded: list[tuple[dict, Path]]) -> None:
+    """Refuse runs sharing a seed (two variants, or one report given twice): the statistics
+    assume independent seeds of one configuration."""
+    paths: dict[object, list[str]] = {}
+    for run, path in loaded:
+        paths.setdefault(run["params"]["seed"], []).append(str(path))
+    if repeated := {seed: p for seed, p in paths.items() if len(p) > 1}:
+        raise ValueError("runs repeat a seed, but the statistics assume independent seeds: "
+                         + "; ".join(f"seed {seed} in {', '.join(p)}"
+                                     for seed, p in repeated.items()))
+
+
 def pooled(runs: list[dict], comparison: str) -> dict | None:
     """DyFiP's paired ``comparison`` (``vs_static_exit`` / ``vs_full``) over the test images
     of every run together, with ``images``; None when a run's report predates it."""
@@ -75,6 +87,7 @@ def aggregate(reports: list[Path]) -> dict:
     datasets = {r["params"]["dataset"] for r in runs}
     if len(datasets) != 1:
         raise ValueError(f"reports mix data sets {sorted(datasets)}")
+    check_seeds(loaded)
     out = {"runs": [str(p) for p in reports], "seeds": [r["params"]["seed"] for r in runs],
            "dataset": datasets.pop()}
     for m in METHODS:

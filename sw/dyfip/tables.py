@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import zipfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from .bundle import write_npz
 from .decision import pad_sets, set_sizes
 
 TABLE_VERSION = 1
+T = TypeVar("T")
 
 Budget = float | tuple[float, ...]  # kept fraction of filters: every layer's, or per layer
 
@@ -29,19 +32,45 @@ class TableError(ValueError):
 
 
 def set_key(subset) -> tuple[int, ...]:
-    """The class set of a (possibly padded) row, as a sorted tuple."""
-    return tuple(sorted({int(c) for c in np.asarray(subset).ravel()}))
+    """The class set of a (possibly padded) row of integer class ids, as a sorted tuple."""
+    ids = np.asarray(subset)
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise TableError(f"class ids {ids.ravel().tolist()} must be integers, not {ids.dtype}")
+    return tuple(sorted({int(c) for c in ids.ravel()}))
 
 
 def layer_budgets(budget: Budget, layers: int) -> list[float]:
-    """The kept fraction of each of ``layers`` prunable layers."""
+    """The kept fraction of each of ``layers`` prunable layers, each in (0, 1]."""
     per_layer = [float(b) for b in np.atleast_1d(np.asarray(budget, dtype=np.float64))]
+    if bad := [b for b in per_layer if not 0.0 < b <= 1.0]:
+        raise TableError(f"budget {bad[0]} must be a kept fraction in (0, 1]")
     if len(per_layer) == 1:
         return per_layer * layers
     if len(per_layer) != layers:
         raise TableError(f"{len(per_layer)} budgets for {layers} prunable layers: give one "
                          "for all or one per layer")
     return per_layer
+
+
+def check_sizes(what: str, sizes: list[int], layers: int) -> None:
+    """``what`` (group / block) sizes: one whole number >= 1 per layer."""
+    if len(sizes) != layers:
+        raise TableError(f"{len(sizes)} {what} sizes for {layers} layers")
+    if not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes):
+        raise TableError(f"{what}_sizes {list(sizes)} must be whole numbers >= 1")
+
+
+def class_count(importance: dict[str, np.ndarray]) -> int:
+    """The number of classes C of per-layer (C, C, F) attributions, the same for every layer."""
+    if not importance:
+        raise TableError("importance has no layers: the tables need at least one layer")
+    shapes = {name: np.shape(imp) for name, imp in importance.items()}
+    if bad := {n: s for n, s in shapes.items() if len(s) != 3 or s[0] != s[1]}:
+        raise TableError(f"importance must have shape (C, C, F) per layer; got {bad}")
+    counts = {name: s[0] for name, s in shapes.items()}
+    if len(set(counts.values())) > 1:
+        raise TableError(f"every layer must have the same number of classes; got {counts}")
+    return next(iter(counts.values()))
 
 
 def keep_count(filters: int, budget: float, group_size: int) -> int:
@@ -158,13 +187,13 @@ class MaskTable:
         every set of ``k..k_max`` classes (``k_max`` default: ``k``; ``block_sizes``
         default: the group sizes, i.e. no block constraint)."""
         names = list(importance)
-        if isinstance(group_sizes, int):
+        num_classes = class_count(importance)
+        if isinstance(group_sizes, (int, np.integer)):
             group_sizes = [group_sizes] * len(names)
         block_sizes = list(group_sizes) if block_sizes is None else list(block_sizes)
         for what, sizes in (("group", group_sizes), ("block", block_sizes)):
-            if len(sizes) != len(names):
-                raise TableError(f"{len(sizes)} {what} sizes for {len(names)} layers")
-        num_classes = importance[names[0]].shape[0]
+            check_sizes(what, sizes, len(names))
+        budgets = layer_budgets(budget, len(names))
         k_max = k if k_max is None else k_max
         if not 1 <= k <= k_max < num_classes:
             raise TableError(f"k={k}, k_max={k_max} must satisfy 1 <= k <= k_max <= "
@@ -174,7 +203,6 @@ class MaskTable:
         # combinations are sorted, so repeating the last class is pad_sets' canonical form
         subsets = np.array([s + (s[-1],) * (k_max - len(s)) for s in sets], dtype=np.int64)
         masks, static = [], []
-        budgets = layer_budgets(budget, len(names))
         for name, keep, group, block in zip(names, budgets, group_sizes, block_sizes):
             imp = importance[name]
             masks.append(np.stack([select_mask(subset_scores(imp, s, mode), keep, group,
@@ -224,27 +252,25 @@ class MaskTable:
         """Load and validate; ``model_hash`` / ``filters`` bind the table to a model."""
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"table file {path} not found: run 'dyfip tables' first")
+            raise FileNotFoundError(f"table file {path} not found: run 'dyfip finetune' first "
+                                    "(it writes the mask tables)")
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {key: z[key] for key in z.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise TableError(f"table file {path} is corrupt: {exc}") from exc
-        try:
-            version = int(data["version"])
-            names = [str(n) for n in data["layer_names"]]
-            table = cls(names, data["subsets"].astype(np.int64),
-                        [data[f"masks_{i}"].astype(bool) for i in range(len(names))],
-                        [data[f"static_{i}"].astype(bool) for i in range(len(names))],
-                        _budget(data["budget"]), [int(g) for g in data["group_sizes"]],
-                        str(data["model_hash"]),
-                        str(data["mode"]), version,
-                        [int(b) for b in data.get("block_sizes", data["group_sizes"])])
-        except KeyError as exc:
-            raise TableError(f"table file {path} is missing field {exc}") from exc
+        read = partial(_field, path, data)
+        version = read("version", lambda v: int(_whole(v, 0)))
         if version != TABLE_VERSION:
             raise TableError(f"table {path} has version {version}; this DyFiP reads "
                              f"version {TABLE_VERSION}")
+        names = read("layer_names", lambda v: [str(n) for n in v])
+        table = cls(names, read("subsets", lambda v: _whole(v, 2).astype(np.int64)),
+                    [read(f"masks_{i}", _bools) for i in range(len(names))],
+                    [read(f"static_{i}", _bools) for i in range(len(names))],
+                    read("budget", _budget), read("group_sizes", _ints),
+                    read("model_hash", str), read("mode", str), version,
+                    read("block_sizes" if "block_sizes" in data else "group_sizes", _ints))
         table.validate(path)
         if model_hash is not None and table.model_hash != model_hash:
             raise TableError(f"table {path} was built for model {table.model_hash[:12]}..., "
@@ -256,6 +282,8 @@ class MaskTable:
 
     def validate(self, source: object = "table") -> None:
         n = len(self.subsets)
+        if not n:
+            raise TableError(f"{source}: subsets is empty: no class set has a mask")
         if (self.subsets.ndim != 2 or len(set(self._index)) != n
                 or not np.array_equal(pad_sets(self.subsets, set_sizes(self.subsets)),
                                       self.subsets)):
@@ -266,6 +294,8 @@ class MaskTable:
                              f"{len(self.group_sizes)} group sizes and "
                              f"{len(self.block_sizes)} block sizes")
         try:
+            for what, sizes in (("group", self.group_sizes), ("block", self.block_sizes)):
+                check_sizes(what, sizes, layers)
             budgets = layer_budgets(self.budget, layers)
         except TableError as exc:
             raise TableError(f"{source}: {exc}") from exc
@@ -286,6 +316,37 @@ class MaskTable:
             if used.max() > blocks:
                 raise TableError(f"{source}: layer {name} has masks in {used.max()} blocks "
                                  f"of {b} filters; its budget allows {blocks}")
+
+
+def _field(path: Path, data: dict[str, np.ndarray], key: str,
+           convert: Callable[[np.ndarray], T]) -> T:
+    """``convert(data[key])``; a TableError naming the file and the field if that fails."""
+    if key not in data:
+        raise TableError(f"table file {path} is missing field '{key}'")
+    try:
+        return convert(data[key])
+    except (TypeError, ValueError) as exc:
+        raise TableError(f"table file {path}: field '{key}' is malformed: {exc}") from None
+
+
+def _whole(value: np.ndarray, ndim: int) -> np.ndarray:
+    """``value``, checked to be an ``ndim``-dimensional array of whole numbers."""
+    if value.ndim != ndim or not np.issubdtype(value.dtype, np.integer):
+        raise TypeError(f"expected whole numbers of {ndim} dimension(s), got {value.dtype} "
+                        f"of shape {value.shape}")
+    return value
+
+
+def _ints(value: np.ndarray) -> list[int]:
+    """A saved list of whole numbers (one per layer)."""
+    return [int(v) for v in _whole(value, 1)]
+
+
+def _bools(value: np.ndarray) -> np.ndarray:
+    """Saved masks: booleans (or 0 / 1)."""
+    if not (value.dtype == bool or np.isin(value, (0, 1)).all()):
+        raise ValueError(f"masks must be 0 / 1, got {value.dtype}")
+    return value.astype(bool)
 
 
 def _budget(value: np.ndarray) -> Budget:
