@@ -1,7 +1,9 @@
 """DyFiP driver on the simulated PYNQ board: results, timings and every error path."""
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,14 +69,30 @@ def test_modelled_cycles_follow_the_mask(accel, reference):
     assert full.timings["device_model_s"] > 0 and (full.paths == "full").all()
 
 
-def test_every_image_exits_at_tau_zero(bundle_dir, reference):
-    acc = DyFiP.open(bundle_dir, board="sim", tau=0.0)
+def test_every_image_exits_at_a_tiny_tau(bundle_dir, reference):
+    acc = DyFiP.open(bundle_dir, board="sim", tau=1e-6)  # top probability >= 1/classes
     acc.device.runs.clear()
     res = acc.classify(reference["images"][:8])
     assert res.exited.all() and (res.classes == res.branch_pred).all()
     assert (res.masks == 0).all() and np.isnan(res.logits).all()
     assert (res.model_cycles == acc.cycles.stage_a).all()
     assert {r["stage"] for r in acc.device.runs} == {"stage_a"}  # stage B never started
+
+
+def test_empty_batch(accel, reference):
+    empty = reference["images"][:0]
+    for res in (accel.classify(empty), accel.classify_full(empty)):
+        assert len(res) == 0 and res.summary()["images"] == 0
+        assert res.masks.shape == (0, sum(accel.deployment.table.filters))
+        assert res.logits.shape == (0, accel.deployment.num_classes)
+    with pytest.raises(ValueError, match="at least one image"):
+        accel.throughput(empty)
+
+
+def test_throughput_counts_images(accel, reference):
+    assert accel.throughput(reference["images"][0])["dyfip"]["images"] == 1  # one (C, H, W)
+    with pytest.raises(ValueError, match="repeats must be an integer >= 1; got 0"):
+        accel.throughput(reference["images"][:2], repeats=0)
 
 
 def test_simulated_device_is_in_pynqs_registry(accel):
@@ -132,6 +150,71 @@ def test_no_bundle(tmp_path):
     (tmp_path / "half" / "config.json").write_text("{}")
     with pytest.raises(BundleError, match="dyfip build --estimate"):
         DyFiP.open(tmp_path / "half", board="sim")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"tau": 5}, r"tau must be a probability in \(0, 1\].*got 5"),
+    ({"tau": -1}, "tau .* got -1"),
+    ({"tau": 0.0}, "tau .* got 0.0"),
+    ({"tau": float("nan")}, "tau .* got nan"),
+    ({"tau": "high"}, "tau .* got 'high'"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1; got 0"),
+    ({"batch_size": -3}, "batch_size .* got -3"),
+    ({"batch_size": 2.5}, "batch_size .* got 2.5"),
+], ids=["tau=5", "tau=-1", "tau=0", "tau=nan", "tau=str", "batch=0", "batch=-3", "batch=2.5"])
+def test_bad_parameters(bundle_dir, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DyFiP.open(bundle_dir, board="sim", **kwargs)
+
+
+def test_boundary_parameters(bundle_dir, reference):
+    acc = DyFiP.open(bundle_dir, board="sim", tau=1.0, batch_size=1)
+    assert acc.deployment.tau == 1.0 and len(acc.classify(reference["images"][:3])) == 3
+
+
+def _junk(path: Path) -> None:
+    path.write_bytes(b"not a bundle file " * 8)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _edit_json(path: Path, **changes) -> None:
+    data = {**json.loads(path.read_text()), **changes}
+    path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}))
+
+
+@pytest.mark.parametrize("name, damage, match", [
+    ("branch.npz", _junk, r"branch\.npz is corrupt \(ValueError: Cannot load file containing "
+     "pickled data"),
+    ("branch.npz", _truncate, r"branch\.npz is corrupt \(BadZipFile"),
+    ("estimates.json", lambda p: p.write_text("{"), r"estimates\.json is corrupt "
+     r"\(JSONDecodeError"),
+    ("config.json", lambda p: p.write_text("[1]"), r"config\.json is corrupt \(a JSON list"),
+    ("config.json", lambda p: _edit_json(p, tau=None), r"config\.json has no field 'tau'"),
+    ("config.json", lambda p: _edit_json(p, tau=5), r"config\.json: tau must be a probability"),
+    ("config.json", lambda p: _edit_json(p, k="two"), r"config\.json: field 'k' is malformed"),
+    ("accel/stage_b.npz", Path.unlink, r"stage_b\.npz not found: .*dyfip build --estimate"),
+], ids=["junk-branch", "truncated-branch", "estimates-brace", "config-list", "config-no-tau",
+        "config-tau-5", "config-k-str", "no-stage-b"])
+def test_corrupt_bundle_file_is_named(bundle_dir, tmp_path, name, damage, match):
+    other = copy_bundle(bundle_dir, tmp_path / "other")
+    damage(other / name)
+    with pytest.raises(BundleError, match=match):
+        DyFiP.open(other, board="sim")
+
+
+@pytest.mark.parametrize("damage", [_junk, _truncate])
+def test_corrupt_reference_only_fails_when_used(bundle_dir, tmp_path, reference, damage):
+    """reference.npz is HIL ground truth: the driver runs without it, using it names it."""
+    other = copy_bundle(bundle_dir, tmp_path / "other")
+    damage(other / "reference.npz")
+    acc = DyFiP.open(other, board="sim")
+    assert len(acc.classify(reference["images"][:4])) == 4
+    with pytest.raises(BundleError, match=r"reference\.npz is corrupt"):
+        acc.deployment.reference()
 
 
 def _rewrite_npz(path, **changes):

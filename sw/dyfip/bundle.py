@@ -8,10 +8,14 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 # file names inside a bundle
 CONFIG = "config.json"
@@ -69,24 +73,38 @@ def write_npz(path: str | Path, **arrays: Any) -> None:
     atomic_write_with(path, write)
 
 
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run the step that writes it first")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is corrupt (not JSON: {exc}): re-run the step that "
-                         "writes it") from None
+# what parsing an unreadable, truncated or wrong-format file raises (JSONDecodeError and
+# UnicodeDecodeError are ValueErrors; numpy raises ValueError for pickles and junk)
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+RERUN = "run the step that writes it"
 
 
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file (no pickles); a missing or corrupt file names itself."""
+def read_file(path: str | Path, parse: Callable[[Path], T], hint: str = RERUN,
+              corrupt: type[Exception] = ValueError,
+              missing: type[Exception] = FileNotFoundError) -> T:
+    """``parse(path)``; ``missing`` / ``corrupt`` naming the file, the problem and ``hint``
+    (how to make the file) when it is absent or ``parse`` cannot read it."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run the step that writes it first")
+    if not path.is_file():
+        raise missing(f"{path} not found: {hint}")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"{path} is corrupt ({exc}): re-run the step that writes it") from None
+        return parse(path)
+    except READ_ERRORS as exc:
+        raise corrupt(f"{path} is corrupt ({type(exc).__name__}: {exc}): {hint}") from exc
+
+
+def read_json(path: str | Path, hint: str = RERUN, **errors: type[Exception]) -> Any:
+    return read_file(path, lambda p: json.loads(p.read_text()), hint, **errors)
+
+
+def read_npz(path: str | Path, hint: str = RERUN, keys: Iterable[str] | None = None,
+             **errors: type[Exception]) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (no pickles); with ``keys`` only those it has."""
+    def parse(p: Path) -> dict[str, np.ndarray]:
+        archive = np.load(p, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with archive:
+            wanted = archive.files if keys is None else [k for k in keys if k in archive.files]
+            return {k: archive[k] for k in wanted}
+    return read_file(path, parse, hint, **errors)

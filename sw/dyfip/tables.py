@@ -10,7 +10,6 @@ numpy only: the board driver loads tables with this module.
 from __future__ import annotations
 
 import itertools
-import zipfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from .bundle import write_npz
+from .bundle import read_npz, write_npz
 from .decision import pad_sets, set_sizes
 
 TABLE_VERSION = 1
@@ -251,14 +250,8 @@ class MaskTable:
              filters: list[int] | None = None) -> "MaskTable":
         """Load and validate; ``model_hash`` / ``filters`` bind the table to a model."""
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"table file {path} not found: run 'dyfip finetune' first "
-                                    "(it writes the mask tables)")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {key: z[key] for key in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise TableError(f"table file {path} is corrupt: {exc}") from exc
+        data = read_npz(path, "run 'dyfip finetune' first (it writes the mask tables)",
+                        corrupt=TableError)
         read = partial(_field, path, data)
         version = read("version", lambda v: int(_whole(v, 0)))
         if version != TABLE_VERSION:

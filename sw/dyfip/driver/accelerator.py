@@ -1,7 +1,6 @@
 """``DyFiP``: the DyFiP accelerator on a PYNQ board (or the simulated board)."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -11,14 +10,22 @@ import numpy as np
 
 from ..decision import restricted_argmax
 from .board import open_overlay, pynq_device
-from .deployment import Deployment, design_digest
+from .deployment import Deployment, check_tau, design_digest
 from .dma import StageRunner
 from .errors import BundleMismatchError, InputError, NoBoardError
+from .files import read_json
 from .host import CycleModel, HostPolicy
-from .iospec import DRIVER_JSON, load_io
+from .iospec import BITSTREAM_HINT, DRIVER_JSON, load_io
 from .results import FULL, PRUNED, Results
 
 BITFILE = "dyfip.bit"
+
+
+def _count(value: Any, name: str) -> int:
+    """``value`` as an int if it is an integer >= 1; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    return int(value)
 
 
 class DyFiP:
@@ -26,18 +33,21 @@ class DyFiP:
 
     ``bundle``: the bundle folder; ``bitfile``: the bitstream (default
     ``<bundle>/accel/dyfip.bit``), with ``driver.json`` next to it if the build wrote one;
-    ``device``: a pynq device (default: pynq's active device); ``tau`` overrides the
-    bundle's exit threshold; ``timeout_s`` bounds every DMA wait. Works unchanged on a PYNQ
-    board and on :mod:`dyfip.driver.sim`'s simulated board.
+    ``device``: a pynq device (default: pynq's active device); ``tau`` (in (0, 1])
+    overrides the bundle's exit threshold; ``batch_size`` (>= 1) images go through the DMA
+    buffers at a time; ``timeout_s`` bounds every DMA wait. Works unchanged on a PYNQ board
+    and on :mod:`dyfip.driver.sim`'s simulated board. Bad ``tau`` / ``batch_size``: ValueError.
     """
 
     def __init__(self, bundle: str | Path, bitfile: str | Path | None = None,
                  device: Any = None, batch_size: int = 64, timeout_s: float = 5.0,
                  model_hash: str | None = None, download: bool = True,
                  tau: float | None = None):
+        tau = None if tau is None else check_tau(tau)
+        batch_size = _count(batch_size, "batch_size")
         self.deployment = dep = Deployment.load(bundle, model_hash)
         if tau is not None:
-            dep.tau = float(tau)
+            dep.tau = tau
         self.bitfile = Path(bitfile) if bitfile else dep.accel_dir / BITFILE
         settings_dir = self._check_design(self.bitfile.parent)
         self.io = load_io(settings_dir, dep.accel)
@@ -83,7 +93,7 @@ class DyFiP:
         for folder in (bit_dir, dep.accel_dir):
             path = folder / DRIVER_JSON
             if path.exists():
-                settings = json.loads(path.read_text())
+                settings = read_json(path, BITSTREAM_HINT)
                 want = settings.get("design_digest")
                 if want and want != design_digest(dep.accel_dir):
                     raise BundleMismatchError(
@@ -119,7 +129,8 @@ class DyFiP:
         return self.stage_a.run(pixels=self.check_images(images))
 
     def classify(self, images: np.ndarray) -> Results:
-        """DyFiP on a batch: stage A, host decision, stage B under mask(S) for non-exits."""
+        """DyFiP on a batch: stage A, host decision, stage B under mask(S) for non-exits.
+        An empty batch ``(0, C, H, W)`` gives empty results (as :meth:`classify_full`)."""
         t0 = time.perf_counter()
         self._consume_device_time()
         feats = self.features(images)
@@ -159,14 +170,19 @@ class DyFiP:
                               "total_s": t2 - t0})
 
     def throughput(self, images: np.ndarray, repeats: int = 1) -> dict:
-        """Images per second of :meth:`classify` and :meth:`classify_full` on ``images``."""
+        """Images per second of :meth:`classify` and :meth:`classify_full` on ``images``
+        (at least one image), each run ``repeats`` (>= 1) times; ValueError otherwise."""
+        n = len(self.check_images(images))
+        if n == 0:
+            raise ValueError("throughput needs at least one image; got an empty batch")
+        repeats = _count(repeats, "repeats")
         out = {}
         for name, fn in (("dyfip", self.classify), ("full", self.classify_full)):
             t0 = time.perf_counter()
             for _ in range(repeats):
                 res = fn(images)
             wall = (time.perf_counter() - t0) / repeats
-            out[name] = {"images": len(images), "wall_images_per_s": len(images) / wall,
+            out[name] = {"images": n, "wall_images_per_s": n / wall,
                          "model_images_per_s": 1e9 / (self.deployment.clk_ns * max(
                              1.0, float(np.mean(res.model_cycles)))),
                          **res.summary()}

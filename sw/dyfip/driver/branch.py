@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError, InputError
+from .files import read_npz
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,18 @@ class Branch:
     @classmethod
     def load(cls, path: str | Path) -> "Branch":
         path = Path(path)
-        if not path.exists():
-            raise BundleError(f"{path} not found: the bundle has no branch (run 'dyfip run')")
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+        data = read_npz(path, "the bundle's coarse branch; (re)make it with 'dyfip run'")
         try:
             weight, bias = data["weight"].astype(np.float64), data["bias"].astype(np.float64)
             c, h, w = (int(v) for v in data["feature_shape"])
             pool, scale = int(data["pool"]), float(data["feature_scale"])
         except KeyError as exc:
             raise BundleError(f"{path} is missing field {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"{path} has a malformed field: {exc}") from exc
+        if min(c, h, w, pool) < 1 or bias.ndim != 1:
+            raise BundleError(f"{path}: feature shape {(c, h, w)}, pool {pool} and bias shape "
+                              f"{bias.shape} are not a branch's")
         ph, pw = h // pool, w // pool
         if weight.shape != (len(bias), c * ph * pw):
             raise BundleError(f"{path}: weight shape {weight.shape} does not fit features "
@@ -57,7 +60,7 @@ class Branch:
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Integer NHWC features ``(N, H, W, C)`` -> branch logits ``(N, classes)``."""
         n = features.shape[0]
-        flat = features.reshape(n, -1)
+        flat = features.reshape(n, int(np.prod(features.shape[1:])))  # also for n == 0
         if flat.shape[1] != self.matrix.shape[0]:
             raise InputError(f"branch expects features of {self.matrix.shape[0]} values "
                              f"(H, W, C) = {self.feature_shape[1:] + self.feature_shape[:1]}; "

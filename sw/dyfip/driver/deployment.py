@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,30 +13,43 @@ from .. import bundle as names
 from ..tables import MaskTable, TableError
 from .branch import Branch
 from .errors import BundleError, BundleMismatchError
+from .files import file_field, read_bytes, read_json, read_npz
 
 ACCEL = "accel"
 LAYERS = "layers.json"
 ESTIMATES = "estimates.json"
 DEFAULT_CLK_NS = 10.0
+RUN_HINT = "(re)make the bundle with 'dyfip run'"
+BUILD_HINT = "(re)export the accelerator with 'dyfip build --estimate'"
+EVALUATE_HINT = "(re)write it with 'dyfip evaluate' on the host"
 
 
-def _read_json(path: Path, hint: str) -> dict:
-    if not path.exists():
-        raise BundleError(f"{path} not found: {hint}")
+def check_tau(tau: Any, name: str = "tau", error: type[ValueError] = ValueError) -> float:
+    """The exit threshold as a float in (0, 1] (an image exits when the branch's top
+    probability is >= tau); ``error`` naming ``name`` and the value otherwise."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+        value = float(tau)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 < value <= 1.0:  # also rejects NaN
+        raise error(f"{name} must be a probability in (0, 1] (images exit when the branch's "
+                    f"top probability >= tau); got {tau!r}")
+    return value
 
 
 def design_digest(accel_dir: Path) -> str:
     """SHA-256 of the exported accelerator (layers.json + stage parameters): what a
     bitstream was built from. The simulated bitstream and driver.json record it."""
-    h = hashlib.sha256()
-    desc = json.loads((accel_dir / LAYERS).read_text())
-    h.update((accel_dir / LAYERS).read_bytes())
-    for spec in desc["stages"].values():
-        h.update((accel_dir / spec["params"]).read_bytes())
+    path = accel_dir / LAYERS
+    desc = read_json(path, BUILD_HINT)
+    try:
+        params = [str(spec["params"]) for spec in desc["stages"].values()]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(f"{path} has no stage parameter files ({exc!r}): {BUILD_HINT}"
+                          ) from exc
+    h = hashlib.sha256(read_bytes(path, BUILD_HINT))
+    for name in params:
+        h.update(read_bytes(accel_dir / name, BUILD_HINT))
     return h.hexdigest()
 
 
@@ -66,11 +80,12 @@ class Deployment:
         if not root.is_dir():
             raise BundleError(f"bundle folder {root} not found: build one with 'dyfip run' "
                               "and 'dyfip build --estimate' (or 'make deploy' it to the board)")
-        config = _read_json(root / names.CONFIG, "not a DyFiP bundle (run 'dyfip run')")
-        accel = _read_json(root / ACCEL / LAYERS, "run 'dyfip build --estimate' first")
+        config_path = root / names.CONFIG
+        config = read_json(config_path, f"not a DyFiP bundle? {RUN_HINT}")
+        accel = read_json(root / ACCEL / LAYERS, BUILD_HINT)
         est_path = root / ESTIMATES
-        clk_ns = float(json.loads(est_path.read_text()).get("clk_ns", DEFAULT_CLK_NS)
-                       ) if est_path.exists() else DEFAULT_CLK_NS
+        estimates = read_json(est_path, BUILD_HINT) if est_path.exists() else {}
+        clk_ns = file_field(estimates, "clk_ns", est_path, float, DEFAULT_CLK_NS)
         try:
             table = MaskTable.load(root / names.TABLES)
         except FileNotFoundError as exc:
@@ -78,7 +93,9 @@ class Deployment:
         except TableError as exc:
             raise BundleError(f"bundle {root}: {exc}") from exc
         branch = Branch.load(root / names.BRANCH)
-        dep = cls(root, int(config.get("k", table.k)), float(config["tau"]), table, branch,
+        tau = check_tau(file_field(config, "tau", config_path, float), f"{config_path}: tau",
+                        BundleError)
+        dep = cls(root, file_field(config, "k", config_path, int, table.k), tau, table, branch,
                   accel, clk_ns, table.model_hash, config)
         dep.check(model_hash)
         return dep
@@ -93,9 +110,12 @@ class Deployment:
             found[f"{ACCEL}/{LAYERS}"] = str(self.accel["model_hash"])
         ref = self.root / names.REFERENCE
         if ref.exists():
-            with np.load(ref, allow_pickle=False) as z:
-                if "model_hash" in z.files:
-                    found[names.REFERENCE] = str(z["model_hash"])
+            try:  # HIL ground truth only: unreadable counts as absent here (see reference())
+                ref_hash = read_npz(ref, EVALUATE_HINT, ["model_hash"]).get("model_hash")
+            except BundleError:
+                ref_hash = None
+            if ref_hash is not None:
+                found[names.REFERENCE] = str(ref_hash)
         return found
 
     def check(self, model_hash: str | None = None) -> None:
@@ -151,8 +171,4 @@ class Deployment:
 
     def reference(self) -> dict[str, np.ndarray]:
         """reference.npz: test images, labels and the PyTorch pipeline's decisions."""
-        path = self.root / names.REFERENCE
-        if not path.exists():
-            raise BundleError(f"{path} not found: run 'dyfip evaluate' on the host")
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        return read_npz(self.root / names.REFERENCE, EVALUATE_HINT)

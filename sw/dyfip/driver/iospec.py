@@ -13,7 +13,6 @@ Packing reuses FINN's own runtime (``finn_plus_driver.packing`` on the board,
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from .errors import BundleError
+from .files import read_json
 
 DRIVER_JSON = "driver.json"
+BITSTREAM_HINT = "rebuild the bitstream ('dyfip build --bitstream')"
 STAGES = ("stage_a", "stage_b")
 
 
@@ -150,11 +151,12 @@ def load_io(accel_dir: str | Path, description: dict) -> dict[str, StageIO]:
     path = Path(accel_dir) / DRIVER_JSON
     if not path.exists():
         return derive_io(description)
+    settings = read_json(path, BITSTREAM_HINT)
     try:
-        stages = json.loads(path.read_text())["stages"]
         return {name: StageIO(name, {s["role"]: _from_json(s) for s in st["inputs"]},
-                              _from_json(st["output"])) for name, st in stages.items()}
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+                              _from_json(st["output"]))
+                for name, st in settings["stages"].items()}
+    except (KeyError, TypeError, AttributeError) as exc:
         raise BundleError(f"{path} is not a DyFiP driver settings file: {exc}") from exc
 
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...bundle import write_json
-from ..deployment import Deployment, design_digest
+from ..deployment import BUILD_HINT, LAYERS, Deployment, design_digest
 from ..errors import DriverError
+from ..files import read_json
 from ..iospec import DRIVER_JSON, StageIO, derive_io, driver_settings, load_io
 
 FORMAT = "dyfip-simulated-bitstream"
@@ -58,10 +59,10 @@ class SimDesign:
                               "board loads only files from dyfip.driver.sim."
                               "simulated_bitstream()") from exc
         accel = Path(data["accel_dir"])
-        if not (accel / "layers.json").exists() or design_digest(accel) != data["design_digest"]:
+        if not (accel / LAYERS).exists() or design_digest(accel) != data["design_digest"]:
             raise DriverError(f"simulated bitstream {bitfile}: the accelerator export {accel} "
                               "it was made from is gone or changed; make it again")
-        desc = json.loads((accel / "layers.json").read_text())
+        desc = read_json(accel / LAYERS, BUILD_HINT)
         return cls(bitfile, accel, data["design_digest"], float(data["clk_ns"]),
                    {k: int(v) for k, v in data["ips"].items()},
                    load_io(bitfile.parent, desc))
