@@ -22,17 +22,18 @@ Only numpy (and :mod:`dyfip.kernels`) is imported: this runs on the board image.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .bundle import read_json, read_npz
 from .kernels import Folding, masked_mvau, masked_mvau_cycles
 
 FORMAT_VERSION = 1
 LAYERS_JSON = "layers.json"
+BUILD_HINT = "(re)export the accelerator with 'dyfip build --estimate'"
 
 
 def split_stage_mask(mask: np.ndarray, filters: Sequence[int], first_channels: int
@@ -174,13 +175,11 @@ class Accelerator:
     def __init__(self, accel_dir: str | Path):
         accel_dir = Path(accel_dir)
         path = accel_dir / LAYERS_JSON
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run 'dyfip build --estimate' first")
-        self.description = json.loads(path.read_text())
+        self.description = read_json(path, BUILD_HINT)
         if self.description.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path}: format version {self.description.get('version')}, "
                              f"expected {FORMAT_VERSION}")
-        self.stages = {name: Stage(name, spec, dict(np.load(accel_dir / spec["params"])))
+        self.stages = {name: Stage(name, spec, read_npz(accel_dir / spec["params"], BUILD_HINT))
                        for name, spec in self.description["stages"].items()}
 
     @property

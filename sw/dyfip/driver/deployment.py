@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import bundle as names
+from ..dataflow import BUILD_HINT
 from ..tables import MaskTable, TableError
 from .branch import Branch
 from .errors import BundleError, BundleMismatchError
@@ -20,7 +21,6 @@ LAYERS = "layers.json"
 ESTIMATES = "estimates.json"
 DEFAULT_CLK_NS = 10.0
 RUN_HINT = "(re)make the bundle with 'dyfip run'"
-BUILD_HINT = "(re)export the accelerator with 'dyfip build --estimate'"
 EVALUATE_HINT = "(re)write it with 'dyfip evaluate' on the host"
 
 
