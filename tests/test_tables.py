@@ -223,3 +223,10 @@ def test_masks_for_rejects_non_integer_class_ids():
     want = t.mask_vector((1, 2))
     for ids in (np.array([2, 1], dtype=np.int32), (np.uint8(1), np.int64(2)), [np.int16(2), 1]):
         assert np.array_equal(t.mask_vector(ids), want)
+
+
+def test_build_refuses_what_load_would():
+    """Blocks smaller than groups: build fails as load would, not only at deployment."""
+    with pytest.raises(TableError, match="block size 1 is not a multiple of its group size 4"):
+        MaskTable.build(_importance(), k=2, budget=0.5, group_sizes=4, model_hash="h",
+                        block_sizes=[1] * len(_importance()))

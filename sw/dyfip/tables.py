@@ -208,8 +208,10 @@ class MaskTable:
                                                block) for s in subsets]))
             static.append(select_mask(subset_scores(imp, range(num_classes), mode), keep,
                                       group, block))
-        return cls(names, subsets, masks, static, budget, list(group_sizes), model_hash, mode,
-                   block_sizes=block_sizes)
+        table = cls(names, subsets, masks, static, budget, list(group_sizes), model_hash, mode,
+                    block_sizes=block_sizes)
+        table.validate("built table")  # what load would refuse (e.g. blocks smaller than groups)
+        return table
 
     # -- lookup --------------------------------------------------------------------------
     def index_of(self, subset) -> int:
