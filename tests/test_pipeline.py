@@ -374,6 +374,9 @@ def test_refold_and_reexplain_start_from_the_trained_order(tiny_bundle, tmp_path
     assert main(["build", "--bundle", str(out), "--board", "KV260"]) == 2
     assert "made for the Pynq-Z2 folding" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in (out / "accel").iterdir()} == accel
+    # a new network in the same folder has no folding or permutation yet
+    assert main(["train", "--out", str(out), "--quick", "--epochs", "1"]) == 0
+    assert not (out / "folding.json").exists() and not (out / "permutation.json").exists()
 
 
 @pytest.mark.parametrize("name, damage, message", [

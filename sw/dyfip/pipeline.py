@@ -376,8 +376,9 @@ class Pipeline:
         for step in steps:
             console.print(f"[bold]dyfip {step}[/] -> {self.out}")
             t0 = time.perf_counter()
-            if step == "train":  # a new run: earlier timings are of another network
-                self.path(TIMINGS).unlink(missing_ok=True)
+            if step == "train":  # a new network: earlier timings and folding are another's
+                for name in (TIMINGS, bundle.FOLDING, PERMUTATION):
+                    self.path(name).unlink(missing_ok=True)
             result = getattr(self, step)()
             report = result if step == "evaluate" else report
             # the settings of the bundle's latest steps: a step re-run with overrides (e.g.
