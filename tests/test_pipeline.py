@@ -194,6 +194,14 @@ def test_per_layer_budget_config():
             c.replace(budget=bad).validate(10)
 
 
+@pytest.mark.parametrize("quick", [False, True])
+def test_every_preset_passes_its_own_checks(quick):
+    from dyfip.config import PRESETS, preset
+
+    for dataset in PRESETS:
+        preset(dataset, quick).validate(10)
+
+
 def test_cli_errors(tmp_path, capsys):
     assert main(["evaluate", "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
