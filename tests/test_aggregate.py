@@ -104,7 +104,7 @@ def test_mixed_datasets_rejected(tmp_path):
     data = json.loads(a.read_text())
     data["params"]["dataset"] = "fashion-mnist"
     b.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="mix data sets"):
+    with pytest.raises(ValueError, match="mix settings: data sets \"digits\" / \"fashion-mnist\""):
         aggregate([a, b])
 
 
@@ -165,3 +165,13 @@ def test_runs_with_the_same_seed_are_refused(tmp_path):
     _report(tmp_path / "c.json", 1, 0.92, 0.91)
     with pytest.raises(ValueError, match=rf"seed 0 .*{tmp_path / 'a'}, {tmp_path / 'b'}"):
         aggregate([tmp_path / "a", tmp_path / "c.json", tmp_path / "b"])
+
+
+def test_runs_of_other_settings_are_refused(tmp_path):
+    runs = [_report(tmp_path / f"r{s}.json", s, 0.92, 0.91) for s in range(2)]
+    for path, budget in zip(runs, (0.1875, 0.25)):
+        r = json.loads(path.read_text())
+        r["params"]["budget"] = budget
+        path.write_text(json.dumps(r))
+    with pytest.raises(ValueError, match="mix settings: budget 0.1875 / 0.25"):
+        aggregate(runs)

@@ -44,6 +44,16 @@ def load_report(path: Path) -> dict:
     return data
 
 
+def check_one_configuration(runs: list[dict]) -> None:
+    """Refuse runs whose settings (``params`` besides the seed: data set, k, tau, budget,
+    ...) differ: the statistics are over seeds of one configuration."""
+    shared = set.intersection(*(set(r["params"]) for r in runs)) - {"seed"}
+    values = {k: sorted({json.dumps(r["params"][k]) for r in runs}) for k in sorted(shared)}
+    if mixed := {k: v for k, v in values.items() if len(v) > 1}:
+        raise ValueError("reports mix settings: " + "; ".join(
+            f"{'data sets' if k == 'dataset' else k} {' / '.join(v)}" for k, v in mixed.items()))
+
+
 def check_seeds(loaded: list[tuple[dict, Path]]) -> None:
     """Refuse runs sharing a seed (two variants, or one report given twice): the statistics
     assume independent seeds of one configuration."""
@@ -84,12 +94,10 @@ def aggregate(reports: list[Path]) -> dict:
     loaded = sorted(((load_report(p), p) for p in reports),  # by seed, not by folder name
                     key=lambda rp: (rp[0]["params"]["seed"], str(rp[1])))
     runs, reports = [r for r, _ in loaded], [p for _, p in loaded]
-    datasets = {r["params"]["dataset"] for r in runs}
-    if len(datasets) != 1:
-        raise ValueError(f"reports mix data sets {sorted(datasets)}")
+    check_one_configuration(runs)
     check_seeds(loaded)
     out = {"runs": [str(p) for p in reports], "seeds": [r["params"]["seed"] for r in runs],
-           "dataset": datasets.pop()}
+           "dataset": runs[0]["params"]["dataset"]}
     for m in METHODS:
         out[m] = {f: mean_se([r[m][f] for r in runs]) for f in FIELDS}
     out["margin_vs_static_exit"] = mean_se([r["margin_vs_static_exit"] for r in runs])
