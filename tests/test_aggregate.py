@@ -175,3 +175,20 @@ def test_runs_of_other_settings_are_refused(tmp_path):
         path.write_text(json.dumps(r))
     with pytest.raises(ValueError, match="mix settings: budget 0.1875 / 0.25"):
         aggregate(runs)
+
+
+def test_runs_differing_in_any_config_setting_are_refused(tmp_path):
+    """Every config field counts (e.g. ``finetune_distill``, which ``params`` omits), but not
+    where each run found its data."""
+    runs = [_report(tmp_path / f"r{s}.json", s, 0.92, 0.91) for s in range(2)]
+    for path, (distill, data_dir) in zip(runs, ((0.0, "/a"), (1.0, "/b"))):
+        r = json.loads(path.read_text())
+        r["config"] = {"seed": r["params"]["seed"], "data_dir": data_dir,
+                       "finetune_distill": distill, "stage_b": [{"out_channels": 64}]}
+        path.write_text(json.dumps(r))
+    with pytest.raises(ValueError, match="mix settings: finetune_distill 0.0 / 1.0$"):
+        aggregate(runs)
+    r = json.loads(runs[1].read_text())
+    r["config"]["finetune_distill"] = 0.0
+    runs[1].write_text(json.dumps(r))
+    assert aggregate(runs)["seeds"] == [0, 1]

@@ -1,5 +1,6 @@
 """End to end on a tiny digits configuration, plus the CLI's error paths."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -189,8 +190,9 @@ def test_per_layer_budget_config():
     assert c.budget == (0.25, 0.3125, 0.3125) and {c.budget}
     assert Config.from_dict(json.loads(c.to_json())) == c
     c.validate(10)
-    for bad in ((0.25, 0.3125), (0.25, 0.0, 0.5)):
-        with pytest.raises(ValueError, match="one per stage-B layer \\(3\\)"):
+    for bad, message in (((0.25, 0.3125), "2 budgets for 3 prunable layers"),
+                         ((0.25, 0.0, 0.5), "budget 0.0 must be a kept fraction in")):
+        with pytest.raises(ValueError, match=f"budget={re.escape(str(bad))}: {message}"):
             c.replace(budget=bad).validate(10)
 
 
@@ -232,7 +234,7 @@ BAD_SETTINGS = [  # (command-line options, what the error must name)
     (["--set", "mask_pe_max=-1"], "mask_pe_max=-1 must be >= 0"),
     (["--set", "permute_cluster=0"], "permute_cluster=0 must be >= 1"),
     (["--set", "finetune_set_temperature=-1"], "finetune_set_temperature=-1 must be >= 0"),
-    (["--budget", "0.5,0.25,0.25"], "one per stage-B layer (2)"),
+    (["--budget", "0.5,0.25,0.25"], "3 budgets for 2 prunable layers"),
     (["--set", "k=abc"], "k='abc' must be a whole number"),
     (["--set", "tau=null"], "tau=None must be a number"),
     (["--set", "lr=0"], "lr=0 must be > 0"),
@@ -250,7 +252,7 @@ BAD_SETTINGS = [  # (command-line options, what the error must name)
 def test_cli_rejects_bad_settings(tmp_path, capsys, options, message):
     assert main(["run", "--out", str(tmp_path / "x"), *options]) == 2
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "x" / "base.pt").exists()
+    assert not (tmp_path / "x").exists()  # refused before any work
 
 
 def _check_clusters_of_two_groups(out):

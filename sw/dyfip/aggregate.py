@@ -44,11 +44,22 @@ def load_report(path: Path) -> dict:
     return data
 
 
+# settings that may differ between the seeds of one configuration
+PER_RUN = ("seed", "data_dir")
+
+
+def settings(run: dict) -> dict:
+    """A run's settings: every config field (reports since ``config`` was added) and the
+    ``params`` (data set, k, tau, budget, ... and the mask groups the folding gave)."""
+    return {**run.get("config", {}), **run["params"]}
+
+
 def check_one_configuration(runs: list[dict]) -> None:
-    """Refuse runs whose settings (``params`` besides the seed: data set, k, tau, budget,
-    ...) differ: the statistics are over seeds of one configuration."""
-    shared = set.intersection(*(set(r["params"]) for r in runs)) - {"seed"}
-    values = {k: sorted({json.dumps(r["params"][k]) for r in runs}) for k in sorted(shared)}
+    """Refuse runs whose settings besides the seed differ: the statistics are over seeds
+    of one configuration."""
+    shared = set.intersection(*(set(settings(r)) for r in runs)) - set(PER_RUN)
+    values = {k: sorted({json.dumps(settings(r)[k], sort_keys=True) for r in runs})
+              for k in sorted(shared)}
     if mixed := {k: v for k, v in values.items() if len(v) > 1}:
         raise ValueError("reports mix settings: " + "; ".join(
             f"{'data sets' if k == 'dataset' else k} {' / '.join(v)}" for k, v in mixed.items()))

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .tables import TableError, layer_budgets
+
 
 @dataclass(frozen=True)
 class ConvSpec:
@@ -156,11 +158,10 @@ class Config:
             raise ValueError(f"set_mass={self.set_mass} must be in (0, 1]")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau={self.tau} must be in (0, 1]")
-        budgets = self.budget if isinstance(self.budget, tuple) else (self.budget,)
-        if (not all(isinstance(b, (int, float)) and 0.0 < b <= 1.0 for b in budgets)
-                or len(budgets) not in (1, len(self.stage_b))):
-            raise ValueError(f"budget={self.budget} must be a fraction in (0, 1], or one per "
-                             f"stage-B layer ({len(self.stage_b)})")
+        try:
+            layer_budgets(self.budget, len(self.stage_b))
+        except TableError as err:
+            raise ValueError(f"budget={self.budget}: {err}") from None
         if not isinstance(self.max_shift, int) or self.max_shift < 0:
             raise ValueError(f"max_shift={self.max_shift!r} must be a whole number of pixels >= 0")
         if self.finetune_set_temperature < 0:

@@ -68,12 +68,6 @@ class Pipeline:
             raise FileNotFoundError(f"{p} not found: run the step that writes it first")
         return load_checkpoint(p)
 
-    def fold_settings(self) -> dict:
-        """The settings a folding depends on (the board, and the budget and PE cap that
-        steer the filter-enable layers' PE, i.e. the mask groups)."""
-        c = self.config
-        return {"board": c.board, "budget": c.budget, "mask_pe_max": c.mask_pe_max}
-
     def folding(self) -> dict | None:
         """The FINN estimate written by :meth:`fold`; None when the run uses no board.
         Fails when it was folded for other settings: its mask groups would not be the
@@ -84,9 +78,9 @@ class Pipeline:
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: run 'dyfip fold' first")
         est = bundle.read_json(p)
-        was, now = est.get("folded_for", self.fold_settings()), self.fold_settings()
-        changed = [f"{k}={now[k]!r} (folded for {was[k]!r})"
-                   for k in now if json.dumps(was[k]) != json.dumps(now[k])]
+        now = fold_settings(self.config)
+        was = fold_settings(self.config.replace(**est.get("folded_for", {})))
+        changed = [f"{k}={now[k]!r} (folded for {was[k]!r})" for k in now if was[k] != now[k]]
         if changed:
             raise ValueError(f"{p} was folded for other settings: {', '.join(changed)}; run "
                              "'dyfip fold' with them first (then finetune and evaluate)")
@@ -148,7 +142,7 @@ class Pipeline:
         base.config = c  # this run's settings (budget, mask_pe_max) travel with the weights
         with tempfile.TemporaryDirectory(prefix="dyfip-fold-") as tmp:
             est, _, _ = estimate_accelerators(base, tmp, c.board, mask_keep=c.budget)
-        est["folded_for"] = self.fold_settings()
+        est["folded_for"] = fold_settings(self.config)
         permutation = None
         if c.permute:
             before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
@@ -251,6 +245,8 @@ class Pipeline:
         write_branch(tuned["dyfip"], self.path(bundle.BRANCH))
 
     def evaluate(self) -> dict:
+        """Every method on the test split (and the sweep): the report, which :meth:`run`
+        writes with the step timings."""
         c = self.config
         base = self.load(BASE)
         deployed = self.load(MODEL)
@@ -277,6 +273,7 @@ class Pipeline:
                             "finetune_epochs": c.finetune_epochs, "epochs": c.epochs,
                             "weight_bits": c.weight_bits, "act_bits": c.act_bits,
                             "edge_weight_bits": c.edge_weight_bits or c.weight_bits}
+        report["config"] = json.loads(c.to_json())  # every setting, for `dyfip aggregate`
         report["dyfip_version"] = __version__
         report["test_images"] = len(self.data.test)
         report["margin_vs_static_exit"] = main["dyfip"]["accuracy"] - main["static_exit"]["accuracy"]
@@ -288,9 +285,6 @@ class Pipeline:
                                                                  "mean_stage_b_cycles")}
                                      for k in ("unpermuted", "permuted")}
         report["sweep"] = sweep
-        report["timings_s"] = self.step_timings()
-        bundle.write_json(self.path(bundle.REPORT_JSON), report)
-        write_report(report, self.path(bundle.REPORT_MD))
         return report
 
     def check_settings_of(self, deployed: DyFiPNet) -> None:
@@ -367,6 +361,7 @@ class Pipeline:
         if self.config.board != "none":
             from dyfip_hw.boards import load_board
             load_board(self.config.board)  # an unknown board fails now, not after training
+        self.data  # noqa: B018  (loads the data set and checks the settings against it)
         if "train" in steps:
             self.out.mkdir(parents=True, exist_ok=True)
         elif not self.out.is_dir():
@@ -386,11 +381,21 @@ class Pipeline:
             bundle.write_text(self.path(bundle.CONFIG), self.config.to_json())
             self.timings[step] = round(time.perf_counter() - t0, 2)
             bundle.write_json(self.path(TIMINGS), self.step_timings())
-            if report is not None:  # the report's step times include evaluate and build
-                report["timings_s"] = self.step_timings()
-                bundle.write_json(self.path(bundle.REPORT_JSON), report)
-                write_report(report, self.path(bundle.REPORT_MD))
+            if report is not None:  # again after build: the step times include it
+                self.save_report(report)
         return report
+
+    def save_report(self, report: dict) -> None:
+        """report.json and report.md, with the seconds per step so far."""
+        report["timings_s"] = self.step_timings()
+        bundle.write_json(self.path(bundle.REPORT_JSON), report)
+        write_report(report, self.path(bundle.REPORT_MD))
+
+def fold_settings(config: Config) -> dict:
+    """The settings a folding depends on (the board, and the budget and PE cap that steer
+    the filter-enable layers' PE, i.e. the mask groups)."""
+    return {"board": config.board, "budget": config.budget, "mask_pe_max": config.mask_pe_max}
+
 
 def write_branch(model: DyFiPNet, path: Path) -> None:
     """The coarse branch as numpy arrays for the host driver (no torch on the board)."""
