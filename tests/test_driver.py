@@ -112,6 +112,40 @@ def test_probe_follows_the_environment(monkeypatch):
     assert isinstance(sim.SimDevice._probe_()[0], sim.SimDevice)
 
 
+def test_auto_board_follows_the_sim_board_hint(bundle_dir, monkeypatch):
+    """DYFIP_SIM_BOARD=1 (NO_BOARD_HINT's advice) makes pynq probe the simulated board:
+    auto mode must then use it (no real bitstream), as one device, not a second one."""
+    monkeypatch.setenv(sim.ENV, "1")
+    monkeypatch.delenv("DYFIP_BOARD", raising=False)
+    for name in ("_devices", "_active_device"):  # pynq probes afresh; restored afterwards
+        monkeypatch.setattr(pynq.Device, name, None, raising=False)
+        monkeypatch.delattr(pynq.Device, name)
+    monkeypatch.setattr(sim, "_device", None)
+    acc = DyFiP.open(bundle_dir)
+    assert isinstance(acc.device, sim.SimDevice) and pynq.Device.active_device is acc.device
+    assert pynq.Device.devices == [acc.device]
+
+
+def test_auto_board_without_a_device_is_the_simulation(bundle_dir, monkeypatch):
+    monkeypatch.delenv(sim.ENV, raising=False)
+    monkeypatch.delenv("DYFIP_BOARD", raising=False)
+    monkeypatch.setattr(pynq.Device, "_devices", [], raising=False)
+    monkeypatch.delattr(pynq.Device, "_active_device", raising=False)
+    assert isinstance(DyFiP.open(bundle_dir).device, sim.SimDevice)
+
+
+def test_classify_full_is_not_the_reports_full_network():
+    """classify_full runs the deployed (mask-fine-tuned) weights with every filter on:
+    its docs and the notebooks' README must not call it the report's full network."""
+    doc = " ".join(DyFiP.classify_full.__doc__.split())
+    assert "every filter enabled" in doc and "NOT the report's ``full``" in doc
+    readme = (Path(__file__).parents[1] / "notebooks" / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if "accel.classify_full(" in x)
+    assert "deployed network with every filter enabled" in line
+    assert "not report.json's full network" in readme
+    assert "timing against the full network" not in readme
+
+
 def test_unflushed_input_is_not_seen_by_the_device(fresh, reference):
     """Simulated DDR is only updated by flush(): the driver's cache handling is exercised."""
     buf = fresh.stage_a.ibuf["pixels"]
@@ -123,10 +157,15 @@ def test_unflushed_input_is_not_seen_by_the_device(fresh, reference):
 
 # -- errors -------------------------------------------------------------------------------
 def test_missing_bitfile(bundle_dir, tmp_path):
-    with pytest.raises(BitfileMissingError, match="dyfip build --bitstream"):
+    with pytest.raises(BitfileMissingError, match=r"none\.bit not found"):
         DyFiP(bundle_dir, bitfile=tmp_path / "none.bit", device=sim.install())
-    with pytest.raises(BitfileMissingError):  # the default: <bundle>/accel/dyfip.bit
+    with pytest.raises(BitfileMissingError) as err:  # the default: <bundle>/accel/dyfip.bit
         DyFiP.open(bundle_dir, board="pynq")
+    msg = str(err.value)  # truthful: this version's build makes no single overlay
+    assert f"{bundle_dir / 'accel' / 'dyfip.bit'} not found" in msg
+    assert "not built by this version" in msg and "one FINN package per stage" in msg
+    assert "hw/README.md 'Known gaps'" in msg and "board='sim'" in msg
+    assert "build it with" not in msg
 
 
 def test_no_board(bundle_dir, monkeypatch):
@@ -161,7 +200,13 @@ def test_no_bundle(tmp_path):
     ({"batch_size": 0}, "batch_size must be an integer >= 1; got 0"),
     ({"batch_size": -3}, "batch_size .* got -3"),
     ({"batch_size": 2.5}, "batch_size .* got 2.5"),
-], ids=["tau=5", "tau=-1", "tau=0", "tau=nan", "tau=str", "batch=0", "batch=-3", "batch=2.5"])
+    ({"timeout_s": float("nan")}, "timeout_s must be a finite number > 0; got nan"),
+    ({"timeout_s": float("inf")}, "timeout_s .* got inf"),
+    ({"timeout_s": 0}, "timeout_s .* got 0"),
+    ({"timeout_s": -1.0}, "timeout_s .* got -1.0"),
+    ({"timeout_s": "long"}, "timeout_s .* got 'long'"),
+], ids=["tau=5", "tau=-1", "tau=0", "tau=nan", "tau=str", "batch=0", "batch=-3", "batch=2.5",
+        "timeout=nan", "timeout=inf", "timeout=0", "timeout=-1", "timeout=str"])
 def test_bad_parameters(bundle_dir, kwargs, match):
     with pytest.raises(ValueError, match=match):
         DyFiP.open(bundle_dir, board="sim", **kwargs)
@@ -186,6 +231,17 @@ def _edit_json(path: Path, **changes) -> None:
     path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}))
 
 
+def _drop(path: Path, dotted: str) -> None:
+    """Remove the nested JSON field ``dotted`` (``"stages.stage_b.layers"``)."""
+    data = json.loads(path.read_text())
+    *parents, last = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node[key]
+    del node[last]
+    path.write_text(json.dumps(data))
+
+
 @pytest.mark.parametrize("name, damage, match", [
     ("branch.npz", _junk, r"branch\.npz is corrupt \(ValueError: Cannot load file containing "
      "pickled data"),
@@ -197,8 +253,30 @@ def _edit_json(path: Path, **changes) -> None:
     ("config.json", lambda p: _edit_json(p, tau=5), r"config\.json: tau must be a probability"),
     ("config.json", lambda p: _edit_json(p, k="two"), r"config\.json: field 'k' is malformed"),
     ("accel/stage_b.npz", Path.unlink, r"stage_b\.npz not found: .*dyfip build --estimate"),
+    ("estimates.json", lambda p: _edit_json(p, clk_ns=0), r"estimates\.json: field 'clk_ns' "
+     r"must be a finite number > 0; got 0.*dyfip build --estimate"),
+    ("estimates.json", lambda p: _edit_json(p, clk_ns=-10), r"estimates\.json: field "
+     r"'clk_ns' .* got -10"),
+    ("estimates.json", lambda p: _edit_json(p, clk_ns="fast"), r"estimates\.json: field "
+     r"'clk_ns' is malformed"),
+    ("accel/layers.json", lambda p: _drop(p, "filters_per_layer"), r"layers\.json has no "
+     r"field 'filters_per_layer': .*dyfip build --estimate"),
+    ("accel/layers.json", lambda p: _drop(p, "feature_scale"), r"layers\.json has no field "
+     r"'feature_scale': .*dyfip build --estimate"),
+    ("accel/layers.json", lambda p: _drop(p, "stages.stage_b.layers"), r"layers\.json has no "
+     r"field 'stages\.stage_b\.layers': .*dyfip build --estimate"),
+    ("accel/layers.json", lambda p: _edit_json(p, filters_per_layer="64"), r"layers\.json: "
+     r"field 'filters_per_layer' is malformed"),
+    ("config.json", lambda p: _edit_json(p, set_mass="abc"), r"config\.json: field "
+     r"'set_mass' is malformed \('abc'.*dyfip run"),
+    ("config.json", lambda p: _edit_json(p, set_mass=1.5), r"config\.json: field 'set_mass' "
+     r"must be in \(0, 1\]"),
+    ("config.json", lambda p: _edit_json(p, k_max="abc"), r"config\.json: field 'k_max' is "
+     r"malformed \('abc'.*dyfip run"),
 ], ids=["junk-branch", "truncated-branch", "estimates-brace", "config-list", "config-no-tau",
-        "config-tau-5", "config-k-str", "no-stage-b"])
+        "config-tau-5", "config-k-str", "no-stage-b", "clk-0", "clk-negative", "clk-str",
+        "no-filters", "no-feature-scale", "no-stage-b-layers", "filters-str", "set-mass-str",
+        "set-mass-1.5", "k-max-str"])
 def test_corrupt_bundle_file_is_named(bundle_dir, tmp_path, name, damage, match):
     other = copy_bundle(bundle_dir, tmp_path / "other")
     damage(other / name)

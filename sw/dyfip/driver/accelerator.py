@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..decision import restricted_argmax
-from .board import open_overlay, pynq_device
-from .deployment import Deployment, check_tau, design_digest
+from .board import is_simulated, open_overlay, pynq_device
+from .deployment import Deployment, check_positive, check_tau, design_digest
 from .dma import StageRunner
 from .errors import BundleMismatchError, InputError, NoBoardError
 from .files import read_json
@@ -28,6 +28,16 @@ def _count(value: Any, name: str) -> int:
     return int(value)
 
 
+def auto_board() -> str:
+    """``"sim"`` if pynq finds no device or its active device is the simulated board
+    (``DYFIP_SIM_BOARD=1``), else ``"pynq"``."""
+    try:
+        device = pynq_device()
+    except NoBoardError:
+        return "sim"
+    return "sim" if is_simulated(device) else "pynq"
+
+
 class DyFiP:
     """Load a deployment bundle and its bitstream; classify images with early exit / masks.
 
@@ -35,8 +45,9 @@ class DyFiP:
     ``<bundle>/accel/dyfip.bit``), with ``driver.json`` next to it if the build wrote one;
     ``device``: a pynq device (default: pynq's active device); ``tau`` (in (0, 1])
     overrides the bundle's exit threshold; ``batch_size`` (>= 1) images go through the DMA
-    buffers at a time; ``timeout_s`` bounds every DMA wait. Works unchanged on a PYNQ board
-    and on :mod:`dyfip.driver.sim`'s simulated board. Bad ``tau`` / ``batch_size``: ValueError.
+    buffers at a time; ``timeout_s`` (finite, > 0) bounds every DMA wait. Works unchanged on
+    a PYNQ board and on :mod:`dyfip.driver.sim`'s simulated board. Bad ``tau`` /
+    ``batch_size`` / ``timeout_s``: ValueError.
     """
 
     def __init__(self, bundle: str | Path, bitfile: str | Path | None = None,
@@ -45,6 +56,7 @@ class DyFiP:
                  tau: float | None = None):
         tau = None if tau is None else check_tau(tau)
         batch_size = _count(batch_size, "batch_size")
+        timeout_s = check_positive(timeout_s, "timeout_s")
         self.deployment = dep = Deployment.load(bundle, model_hash)
         if tau is not None:
             dep.tau = tau
@@ -64,16 +76,13 @@ class DyFiP:
     @classmethod
     def open(cls, bundle: str | Path, board: str = "auto", **kwargs: Any) -> "DyFiP":
         """``board``: ``"pynq"`` (a real board), ``"sim"`` (the simulated board) or
-        ``"auto"`` (the board if pynq finds one, else the simulation); the environment
-        variable ``DYFIP_BOARD`` overrides ``"auto"``."""
+        ``"auto"`` (the real board if pynq finds one; the simulation if pynq finds none or
+        finds the simulated board, as with ``DYFIP_SIM_BOARD=1``); the environment variable
+        ``DYFIP_BOARD`` overrides ``"auto"``."""
         if board == "auto":
             board = os.environ.get("DYFIP_BOARD", "auto")
         if board == "auto":
-            try:
-                pynq_device()
-                board = "pynq"
-            except NoBoardError:
-                board = "sim"
+            board = auto_board()
         if board == "sim":
             try:
                 from .sim import install, simulated_bitstream
@@ -152,7 +161,11 @@ class DyFiP:
                               "total_s": t3 - t0})
 
     def classify_full(self, images: np.ndarray) -> Results:
-        """The full network on the accelerator (no exit, every filter on), for comparison."""
+        """The deployed network with every filter enabled and no exit: stage A, then stage B
+        under an all-ones mask on the same accelerator (results' path ``"full"``), the
+        latency reference for :meth:`classify`. It runs the bundle's mask-fine-tuned
+        weights unmasked, so its accuracy is NOT the report's ``full`` (the unpruned base
+        network) and is usually lower."""
         t0 = time.perf_counter()
         self._consume_device_time()
         feats = self.features(images)
@@ -170,8 +183,9 @@ class DyFiP:
                               "total_s": t2 - t0})
 
     def throughput(self, images: np.ndarray, repeats: int = 1) -> dict:
-        """Images per second of :meth:`classify` and :meth:`classify_full` on ``images``
-        (at least one image), each run ``repeats`` (>= 1) times; ValueError otherwise."""
+        """Images per second of :meth:`classify` (key ``"dyfip"``) and :meth:`classify_full`
+        (key ``"full"``: every filter enabled) on ``images`` (at least one image), each run
+        ``repeats`` (>= 1) times; ValueError otherwise."""
         n = len(self.check_images(images))
         if n == 0:
             raise ValueError("throughput needs at least one image; got an empty batch")

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from .errors import BitfileMissingError, DriverError, NoBoardError
+from .iospec import BITSTREAM_HINT
 
 NO_BOARD_HINT = ("run on a PYNQ board, or use the simulated board: DyFiP.open(bundle, "
                  "board='sim') or DYFIP_SIM_BOARD=1")
@@ -28,13 +30,18 @@ def pynq_device(device: Any = None) -> Any:
         raise NoBoardError(f"no PYNQ device found ({exc}): {NO_BOARD_HINT}") from exc
 
 
+def is_simulated(device: Any) -> bool:
+    """Whether ``device`` is :mod:`dyfip.driver.sim`'s simulated board (never imports it:
+    if it was not imported, no simulated board exists)."""
+    module = sys.modules.get(f"{__package__}.sim.device")
+    return module is not None and isinstance(device, module.SimDevice)
+
+
 def open_overlay(bitfile: str | Path, device: Any = None, download: bool = True) -> Any:
     """``pynq.Overlay(bitfile)`` after checking the files and the device."""
     bitfile = Path(bitfile)
     if not bitfile.is_file():
-        raise BitfileMissingError(f"bitstream {bitfile} not found: build it with 'dyfip build "
-                                  "--bitstream' (needs Vivado) and 'make deploy', or use the "
-                                  "simulated board (board='sim')")
+        raise BitfileMissingError(f"bitstream {bitfile} not found: {BITSTREAM_HINT}")
     device = pynq_device(device)
     from pynq import Overlay
 

@@ -14,7 +14,7 @@ from ..dataflow import BUILD_HINT
 from ..tables import MaskTable, TableError
 from .branch import Branch
 from .errors import BundleError, BundleMismatchError
-from .files import file_field, read_bytes, read_json, read_npz
+from .files import field_at, file_field, read_bytes, read_json, read_npz
 
 ACCEL = "accel"
 LAYERS = "layers.json"
@@ -22,19 +22,73 @@ ESTIMATES = "estimates.json"
 DEFAULT_CLK_NS = 10.0
 RUN_HINT = "(re)make the bundle with 'dyfip run'"
 EVALUATE_HINT = "(re)write it with 'dyfip evaluate' on the host"
+STAGE_LISTS = ("inputs", "outputs", "layers")  # per stage in layers.json, each non-empty
+
+
+def _as_float(value: Any) -> float:
+    """``float(value)``, NaN if it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def check_tau(tau: Any, name: str = "tau", error: type[ValueError] = ValueError) -> float:
     """The exit threshold as a float in (0, 1] (an image exits when the branch's top
     probability is >= tau); ``error`` naming ``name`` and the value otherwise."""
-    try:
-        value = float(tau)
-    except (TypeError, ValueError):
-        value = math.nan
+    value = _as_float(tau)
     if not 0.0 < value <= 1.0:  # also rejects NaN
         raise error(f"{name} must be a probability in (0, 1] (images exit when the branch's "
                     f"top probability >= tau); got {tau!r}")
     return value
+
+
+def check_positive(value: Any, name: str, error: type[ValueError] = ValueError,
+                   hint: str = "") -> float:
+    """``value`` as a finite float > 0; ``error`` naming ``name``, the value (and ``hint``:
+    what to do) otherwise (NaN, infinity, 0, negative, a bool or not a number)."""
+    number = _as_float(value)
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+        tail = f": {hint}" if hint else ""
+        raise error(f"{name} must be a finite number > 0; got {value!r}{tail}")
+    return number
+
+
+def _int_list(value: Any) -> list[int]:
+    if not isinstance(value, list):
+        raise TypeError(f"a JSON {type(value).__name__}, not a list")
+    return [int(v) for v in value]
+
+
+def check_accel(accel: dict, path: Path) -> None:
+    """:class:`BundleError` naming ``path`` and the field unless ``accel/layers.json`` has
+    every field the driver reads (filters per layer, feature scale, per stage its inputs,
+    outputs, layers and parameter file)."""
+    file_field(accel, "filters_per_layer", path, _int_list, hint=BUILD_HINT)
+    check_positive(file_field(accel, "feature_scale", path, float, hint=BUILD_HINT),
+                   f"{path}: field 'feature_scale'", BundleError, BUILD_HINT)
+    for stage in ("stage_a", "stage_b"):
+        field_at(accel, f"stages.{stage}.params", path, BUILD_HINT)
+        for key in STAGE_LISTS:
+            value = field_at(accel, f"stages.{stage}.{key}", path, BUILD_HINT)
+            if not isinstance(value, list) or not value:
+                raise BundleError(f"{path}: field 'stages.{stage}.{key}' must be a non-empty "
+                                  f"list; got {value!r}: {BUILD_HINT}")
+
+
+def decision_fields(config: dict, path: Path, default_k: int) -> tuple[float, int, int, float]:
+    """``(tau, k, k_max, set_mass)`` of ``config.json``; :class:`BundleError` naming ``path``
+    and the field if one is missing (tau) or malformed."""
+    tau = check_tau(file_field(config, "tau", path, float, hint=RUN_HINT), f"{path}: tau",
+                    BundleError)
+    k = file_field(config, "k", path, int, default_k, RUN_HINT)
+    k_max = file_field(config, "k_max", path, int, 0, RUN_HINT)
+    set_mass = file_field(config, "set_mass", path, float, 1.0, RUN_HINT)
+    if not 0.0 < set_mass <= 1.0:  # also rejects NaN
+        raise BundleError(f"{path}: field 'set_mass' must be in (0, 1] (the branch probability "
+                          f"an adaptive candidate set holds); got {config['set_mass']!r}: "
+                          f"{RUN_HINT}")
+    return tau, k, k_max, set_mass
 
 
 def design_digest(accel_dir: Path) -> str:
@@ -67,11 +121,8 @@ class Deployment:
     clk_ns: float
     model_hash: str
     config: dict = field(default_factory=dict)
-
-    @property
-    def set_mass(self) -> float:
-        """Branch probability an adaptive candidate set holds (1.0: fixed k)."""
-        return float(self.config.get("set_mass", 1.0))
+    k_max: int = 0  # config.json: > k for adaptive sets of k..k_max classes
+    set_mass: float = 1.0  # branch probability an adaptive candidate set holds (1.0: fixed k)
 
     @classmethod
     def load(cls, root: str | Path, model_hash: str | None = None) -> "Deployment":
@@ -82,10 +133,14 @@ class Deployment:
                               "and 'dyfip build --estimate' (or 'make deploy' it to the board)")
         config_path = root / names.CONFIG
         config = read_json(config_path, f"not a DyFiP bundle? {RUN_HINT}")
-        accel = read_json(root / ACCEL / LAYERS, BUILD_HINT)
+        accel_path = root / ACCEL / LAYERS
+        accel = read_json(accel_path, BUILD_HINT)
+        check_accel(accel, accel_path)
         est_path = root / ESTIMATES
         estimates = read_json(est_path, BUILD_HINT) if est_path.exists() else {}
-        clk_ns = file_field(estimates, "clk_ns", est_path, float, DEFAULT_CLK_NS)
+        clk_ns = check_positive(file_field(estimates, "clk_ns", est_path, float,
+                                           DEFAULT_CLK_NS, BUILD_HINT),
+                                f"{est_path}: field 'clk_ns'", BundleError, BUILD_HINT)
         try:
             table = MaskTable.load(root / names.TABLES)
         except FileNotFoundError as exc:
@@ -93,10 +148,9 @@ class Deployment:
         except TableError as exc:
             raise BundleError(f"bundle {root}: {exc}") from exc
         branch = Branch.load(root / names.BRANCH)
-        tau = check_tau(file_field(config, "tau", config_path, float), f"{config_path}: tau",
-                        BundleError)
-        dep = cls(root, file_field(config, "k", config_path, int, table.k), tau, table, branch,
-                  accel, clk_ns, table.model_hash, config)
+        tau, k, k_max, set_mass = decision_fields(config, config_path, table.k)
+        dep = cls(root, k, tau, table, branch, accel, clk_ns, table.model_hash, config, k_max,
+                  set_mass)
         dep.check(model_hash)
         return dep
 
@@ -139,7 +193,7 @@ class Deployment:
         if not np.isclose(b.feature_scale, float(a["feature_scale"]), rtol=1e-6, atol=0):
             problems.append(f"branch feature scale {b.feature_scale:.6g} != stage A output "
                             f"scale {float(a['feature_scale']):.6g}")
-        k_max = max(self.k, int(self.config.get("k_max", 0)))
+        k_max = max(self.k, self.k_max)
         if (t.k, t.k_max) != (self.k, k_max) or t.num_classes > b.num_classes:
             problems.append(f"tables are for sets of {t.k}..{t.k_max} of {t.num_classes} "
                             f"classes, the config for {self.k}..{k_max}, the branch has "

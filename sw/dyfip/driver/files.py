@@ -35,14 +35,28 @@ def read_bytes(path: Path, hint: str) -> bytes:
 
 
 def file_field(data: dict[str, Any], key: str, path: Path, kind: Callable[[Any], T],
-               default: T | None = None) -> T:
+               default: T | None = None, hint: str = "") -> T:
     """``kind(data[key])`` of a file's field, ``default`` if absent (and not None);
-    :class:`BundleError` naming ``path`` if it is missing or malformed."""
+    :class:`BundleError` naming ``path`` (and ``hint``: what to re-run) if it is missing or
+    malformed."""
+    tail = f": {hint}" if hint else ""
     if key not in data:
         if default is not None:
             return default
-        raise BundleError(f"{path} has no field {key!r}")
+        raise BundleError(f"{path} has no field {key!r}{tail}")
     try:
         return kind(data[key])
     except (TypeError, ValueError) as exc:
-        raise BundleError(f"{path}: field {key!r} is malformed ({data[key]!r}: {exc})") from exc
+        raise BundleError(f"{path}: field {key!r} is malformed ({data[key]!r}: {exc}){tail}"
+                          ) from exc
+
+
+def field_at(data: dict[str, Any], dotted: str, path: Path, hint: str) -> Any:
+    """The nested field ``dotted`` (``"stages.stage_b.layers"``) of a JSON object;
+    :class:`BundleError` naming ``path`` and the field if it is missing."""
+    node: Any = data
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise BundleError(f"{path} has no field {dotted!r}: {hint}")
+        node = node[key]
+    return node

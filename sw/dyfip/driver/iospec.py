@@ -24,7 +24,11 @@ from .errors import BundleError
 from .files import read_json
 
 DRIVER_JSON = "driver.json"
-BITSTREAM_HINT = "rebuild the bitstream ('dyfip build --bitstream')"
+BITSTREAM_HINT = ("the single overlay with both stages a real board needs (dyfip.bit + .hwh + "
+                  "driver.json) is not built by this version: 'dyfip build --bitstream' makes "
+                  "one FINN package per stage (accel/stage_a/, accel/stage_b/) only, see "
+                  "hw/README.md 'Known gaps'; the simulated board (board='sim') runs without "
+                  "it")
 STAGES = ("stage_a", "stage_b")
 
 
