@@ -102,7 +102,7 @@ deploy:
 	rsync -a --relative sw/dyfip hw/dyfip_hw pyproject.toml README.md tests/conftest.py \
 		tests/board_conftest.py tests/test_hil.py $(BOARD_HOST):$(BOARD_DIR)/
 	rsync -a notebooks/ $(BOARD_HOST):$(BOARD_DIR)/
-	@echo "on the board: cd $(BOARD_DIR) && sudo pip3 install --no-deps -e . (see notebooks/README.md)"
+	@echo "on the board: cd $(BOARD_DIR) && sudo -H pip3 install --no-deps --no-build-isolation -e . (see notebooks/README.md)"
 
 clean:
 	rm -rf build sim_build

@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +256,192 @@ def test_cli_bitstream_message(hw_bundle, monkeypatch, capsys):
     assert main(["build", "--bundle", str(hw_bundle), "--bitstream"]) == 2
     err = capsys.readouterr().err
     assert "needs Vivado" in err and "hw_ipgen" in err and "2024.2" in err
+
+
+# ---- a failed build leaves the bundle as it was; bad inputs are named -------------------------
+def _bundle_copy(hw_bundle: Path, dest: Path, with_accel: bool = True) -> Path:
+    """model.pt (+ accel/ and estimates.json) of the session's built bundle."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(hw_bundle / "model.pt", dest / "model.pt")
+    if with_accel:
+        shutil.copytree(hw_bundle / "accel", dest / "accel")
+        shutil.copy(hw_bundle / "estimates.json", dest / "estimates.json")
+    return dest
+
+
+def _snapshot(bundle: Path) -> dict[str, tuple[int, bytes]]:
+    files = [bundle / "estimates.json", *sorted((bundle / "accel").rglob("*"))]
+    return {str(f.relative_to(bundle)): (f.stat().st_mtime_ns, f.read_bytes())
+            for f in files if f.is_file()}
+
+
+DROP = object()  # a board-file change that removes the key
+
+
+def _board_file(tmp_path: Path, name: str = "Pynq-Z2", **changes) -> Path:
+    """A copy of the Pynq-Z2 board file with ``changes``, as ``boards/<name>.json``."""
+    data = json.loads((Path(__file__).parents[1] / "hw" / "dyfip_hw" / "boards" /
+                       "Pynq-Z2.json").read_text())
+    data = {k: v for k, v in {**data, **changes}.items() if v is not DROP}
+    path = tmp_path / "boards" / f"{name}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_failed_build_keeps_previous_accel(hw_bundle, tmp_path):
+    """The second folding check (mask groups of the new build) fails after the export: the
+    old accel/ and estimates.json stay untouched; a later good build replaces them and keeps
+    other accel/ files (bitstream outputs)."""
+    from dyfip_hw.build import main
+
+    bundle = _bundle_copy(hw_bundle, tmp_path / "b")
+    (bundle / "accel" / "dyfip.bit").write_bytes(b"bit")
+    est = json.loads((bundle / "estimates.json").read_text())
+    (bundle / "folding.json").write_text(json.dumps(
+        {**est, "group_size": {k: 999 for k in est["group_size"]}}))
+    before = _snapshot(bundle)
+    with pytest.raises(ValueError, match=r"mask groups .*999.*not this Pynq-Z2 build"):
+        main(bundle, "Pynq-Z2")
+    assert _snapshot(bundle) == before
+    assert not list((bundle / "hw_build").glob("staged-*"))
+    (bundle / "folding.json").unlink()
+    main(bundle, "Pynq-Z2")
+    after = _snapshot(bundle)
+    assert after["accel/dyfip.bit"] == before["accel/dyfip.bit"]
+    assert after["accel/layers.json"][0] > before["accel/layers.json"][0]
+    assert after["estimates.json"][0] > before["estimates.json"][0]
+    assert not list((bundle / "hw_build").glob("staged-*"))
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("folding.json", "{}", r"folding.json: no field 'board': run 'dyfip fold"),
+    ("folding.json", "[1]", r"folding.json: the file must be a JSON object"),
+    ("folding.json", '{"board": "Pynq-Z2", "group_size": [2]}',
+     r"folding.json: field 'group_size' must be dict; got \[2\]"),
+    ("folding.json", '{"board": ', r"folding.json is corrupt \(JSONDecodeError"),
+    ("report.json", "{}", r"report.json: no field 'full': run 'dyfip evaluate"),
+    ("report.json", '{"full": {"cycles_avg": "x"}}',
+     r"report.json: field 'full.cycles_avg' must be int or float; got 'x'"),
+])
+def test_bad_bundle_files_named(hw_bundle, tmp_path, capsys, name, text, message):
+    """Malformed folding.json / report.json: the CLI error names the file and the field,
+    before anything is built."""
+    from dyfip.cli import main
+
+    bundle = _bundle_copy(hw_bundle, tmp_path / "b", with_accel=False)
+    (bundle / name).write_text(text)
+    assert main(["build", "--bundle", str(bundle), "--board", "Pynq-Z2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dyfip build: error: ")
+    assert str(bundle / name) in err
+    assert re.search(message, err), err
+    assert not (bundle / "accel").exists() and not (bundle / "estimates.json").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (None, r"Pynq-Z2.json is corrupt \(JSONDecodeError"),  # truncated
+    ({"part": DROP}, r"Pynq-Z2.json: missing keys \['part'\]"),
+    ({"resources": {"LUT": 1, "FF": 2}}, r"Pynq-Z2.json: resources key 'FF' is not a FINN"),
+    ({"resources": {"LUT": -1}}, r"Pynq-Z2.json: resources.LUT must be a number >= 0"),
+    ({"clk_ns": "10"}, r"Pynq-Z2.json: clk_ns must be a number > 0; got '10'"),
+    ({"clk_ns": 0}, r"Pynq-Z2.json: clk_ns must be a number > 0; got 0"),
+    ({"target_cycles_per_frame": 1.5}, r"Pynq-Z2.json: target_cycles_per_frame must be an int"),
+    ({"folding": []}, r"Pynq-Z2.json: folding must be an object"),
+    ({"folding": {"stage_b.0": {"PE": True}}}, r"Pynq-Z2.json: folding.stage_b.0 must be"),
+    ({"part": "xc7a35t"}, r"Pynq-Z2.json: unknown FPGA part 'xc7a35t'"),
+])
+def test_bad_board_file_named(tmp_path, change, message):
+    """A malformed board file: a ValueError naming the file and the field, no traceback."""
+    from dyfip_hw.boards import load_board
+
+    path = _board_file(tmp_path, **(change or {}))
+    if change is None:
+        path.write_text(path.read_text()[:60])
+    with pytest.raises(ValueError, match=message) as info:
+        load_board(path)
+    assert str(path) in str(info.value)
+
+
+def test_board_files_load():
+    from dyfip_hw.boards import available_boards, load_board
+
+    for name in available_boards():
+        board = load_board(name)
+        assert board.part and board.fmax_mhz > 0 and board.path.endswith(f"{name}.json")
+
+
+def test_folding_keys_checked_over_both_stages(hw_bundle, hw_model):
+    """Board folding keys may name a layer or a FINN node of either stage; others raise."""
+    from dataclasses import replace
+
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from dyfip_hw.boards import load_board
+    from dyfip_hw.build import check_board_folding_keys, stage_specs
+
+    graphs = {s: ModelWrapper(str(hw_bundle / "accel" / f"{s}_dataflow.onnx"))
+              for s in ("stage_a", "stage_b")}
+    specs = stage_specs(hw_model, {s: Path(f"{s}.onnx") for s in graphs})
+    node = graphs["stage_b"].graph.node[-1].name
+    board = load_board("Pynq-Z2")
+    fold = {"PE": 1}
+    ok = replace(board, folding={"stage_a.0": fold, "classifier": fold, node: fold})
+    check_board_folding_keys(ok, graphs, specs)
+    bad = replace(board, folding={"stage_b.7": fold, "clasifier": {"PE": 5}, "stage_a.0": fold})
+    with pytest.raises(ValueError, match=r"Pynq-Z2.json: folding keys \['clasifier', "
+                                         r"'stage_b.7'\] match no layer; layer names are "
+                                         r"\['stage_a.0', .*'classifier'\]"):
+        check_board_folding_keys(bad, graphs, specs)
+
+
+def test_build_rejects_unknown_folding_keys(hw_bundle, tmp_path, capsys):
+    """``dyfip build`` with a misspelt folding key fails (it used to build as if absent)."""
+    from dyfip.cli import main
+
+    bundle = _bundle_copy(hw_bundle, tmp_path / "b", with_accel=False)
+    board = _board_file(tmp_path, folding={"stage_b.7": {"PE": 2}, "clasifier": {"PE": 5}})
+    assert main(["build", "--bundle", str(bundle), "--board", str(board)]) == 2
+    err = capsys.readouterr().err
+    assert f"board file {board}: folding keys ['clasifier', 'stage_b.7'] match no layer" in err
+    assert not (bundle / "accel").exists() and not (bundle / "estimates.json").exists()
+
+
+# ---- packaging and deployment hints --------------------------------------------------------
+def test_wheel_ships_rtl_sources(tmp_path):
+    """A (non-editable) wheel holds hw/dyfip_hw/rtl, and rtl_codegen run from it generates the HDL."""
+    repo = Path(__file__).parents[1]
+    src = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for name in ("sw", "hw"):
+        shutil.copytree(repo / name, src / name, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(src)],
+                   check=True, capture_output=True)
+    wheel = next((tmp_path / "wheel").glob("dyfip-*.whl"))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import numpy as np, dyfip_hw.rtl_codegen as cg\n"
+            f"assert cg.__file__.startswith({str(site)!r}), cg.__file__\n"
+            "p = cg.MvauRtlParams(pe=1, simd=1, mw=6, mh=4, kk=2, out_bits=2, accu_bits=12)\n"
+            "th = np.tile(np.arange(3), (4, 1))\n"
+            f"print(*cg.generate_masked_mvau_rtl({str(tmp_path / 'gen')!r}, p, "
+            "np.zeros((6, 4), int), th))\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}  # the wheel's files before the editable
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert {Path(f).name for f in run.stdout.split()} == {
+        "dyfip_fifo.sv", "masked_mvau.sv", "masked_mvau_0.v"}
+
+
+def test_deploy_hint_matches_board_readme():
+    """``make deploy``'s closing hint gives the board install command of notebooks/README.md."""
+    repo = Path(__file__).parents[1]
+    hint = next(line for line in (repo / "Makefile").read_text().splitlines()
+                if "on the board:" in line)
+    command = hint.split("&&", 1)[1].split("(see", 1)[0].strip()
+    assert "--no-build-isolation" in command  # the board installs offline
+    assert command in (repo / "notebooks" / "README.md").read_text()

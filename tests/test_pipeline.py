@@ -403,6 +403,10 @@ def test_corrupt_bundle_files_are_named(tiny_bundle, tmp_path, capsys, name, dam
     assert main([step, "--out", str(out), "--no-sweep"]) == 2
     err = capsys.readouterr().err
     assert message in err and name in err
+    if name == "config.json":  # `dyfip build` reads the board from it
+        assert main(["build", "--bundle", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count(name) == 1
 
 
 def test_finetuning_keeps_stage_a_and_branch(tiny_bundle):

@@ -1,4 +1,4 @@
-"""RTL masked MVAU (hw/rtl/masked_mvau.sv) against dyfip.kernels: bit-exact, cycles, stalls."""
+"""RTL masked MVAU (hw/dyfip_hw/rtl/masked_mvau.sv) against dyfip.kernels: bit-exact, cycles, stalls."""
 from __future__ import annotations
 
 import numpy as np
@@ -109,10 +109,32 @@ def test_missing_mask_never_outputs_garbage() -> None:
     p = CASES["pe1_simd1"]
     w, th, x, masks = case_data(p, 3, seed=6)
     res = simulate_masked_mvau(p, w, th, x, masks[:2], build_dir("pe1_simd1"), tag="short",
-                               max_cycles=2000)
+                               max_cycles=2000, partial=True)
     n_first = 2 * p.num_pixels * p.fold.neuron_folds
     assert len(res.out_cycles) == n_first
-    np.testing.assert_array_equal(res.outputs[:2], masked_mvau(x[:2], w, th, masks[:2], kk=p.kk))
+    assert res.outputs.shape[0] == 2  # only the complete images, no zero-filled third
+    np.testing.assert_array_equal(res.outputs, masked_mvau(x[:2], w, th, masks[:2], kk=p.kk))
+
+
+def test_too_few_cycles_raise() -> None:
+    """Output words missing at ``max_cycles`` are an error, not zeros."""
+    p = CASES["pe1_simd1"]
+    w, th, x, masks = case_data(p, 3, seed=6)
+    n_out = 3 * p.num_pixels * p.fold.neuron_folds
+    with pytest.raises(RuntimeError, match=rf"\d+ of {n_out} output words arrived within "
+                                           r"max_cycles=20\b"):
+        simulate_masked_mvau(p, w, th, x, masks, build_dir("pe1_simd1"), tag="few_cycles",
+                             max_cycles=20)
+
+
+def test_missing_words_counted() -> None:
+    """The check itself (no simulator): complete images, or the error naming the counts."""
+    from dyfip_hw.rtl_sim import complete_images
+
+    assert complete_images(12, 12, 3, 100, partial=False) == 3
+    assert complete_images(9, 12, 3, 100, partial=True) == 2
+    with pytest.raises(RuntimeError, match=r"9 of 12 output words arrived within max_cycles=100"):
+        complete_images(9, 12, 3, 100, partial=False)
 
 
 @pytest.mark.parametrize("params, message", [

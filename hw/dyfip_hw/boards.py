@@ -1,12 +1,16 @@
 """Target boards: one JSON file per board in ``boards/`` (part, clock, folding targets)."""
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+from dyfip.bundle import read_json
 
 BOARD_DIR = Path(__file__).parent / "boards"
 KNOWN_PARTS = {"xc7z020clg400-1", "xck26-sfvc784-2LV-c", "xczu7ev-ffvc1156-2-e"}
+RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")  # FINN's resource estimate keys
+BOARD_HINT = "fix or replace the board file"
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Board:
     shell_flow: str = "vivado_zynq"
     folding: dict[str, dict[str, int]] = field(default_factory=dict)
     resources: dict[str, int] = field(default_factory=dict)  # LUT, BRAM_18K, URAM, DSP
+    path: str = field(default="", compare=False)  # the board file (for messages)
 
     @property
     def fixed_target(self) -> int:
@@ -40,33 +45,87 @@ class Board:
         return 1000.0 / self.clk_ns
 
 
+# JSON value checks of the board file's fields: (test, what the field must be)
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return _is_int(v) or isinstance(v, float)
+
+
+FIELD_CHECKS = {
+    "board": (lambda v: isinstance(v, str), "a string"),
+    "part": (lambda v: isinstance(v, str), "a string"),
+    "shell_flow": (lambda v: isinstance(v, str), "a string"),
+    "clk_ns": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "target_cycles_per_frame": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "fixed_target_cycles": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: none)"),
+    "mvau_wwidth_max": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "folding": (lambda v: isinstance(v, dict), "an object {layer: {'PE': p, 'SIMD': s}}"),
+    "resources": (lambda v: isinstance(v, dict), f"an object with keys of {list(RESOURCES)}"),
+}
+
+
 def available_boards() -> list[str]:
     return sorted(p.stem for p in BOARD_DIR.glob("*.json"))
 
 
-def load_board(name_or_path: str | Path) -> Board:
-    """Board by name (``Pynq-Z2``, ``KV260``, ``ZCU104``) or path to a board JSON file."""
+def board_path(name_or_path: str | Path) -> Path:
+    """The board file of a name (``Pynq-Z2``, ``KV260``, ``ZCU104``) or a ``.json`` path."""
     path = Path(name_or_path)
     if path.suffix != ".json":
         path = BOARD_DIR / f"{name_or_path}.json"
     if not path.exists():
         raise ValueError(f"unknown board {str(name_or_path)!r}; choose from "
                          f"{available_boards()} or pass a board JSON file")
-    data = json.loads(path.read_text())
-    known = set(Board.__dataclass_fields__) - {"name"}
-    unknown = set(data) - known
+    return path
+
+
+def check_fields(path: Path, data: Any) -> None:
+    """Keys and value types of a board file's JSON object, naming file and field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"board file {path}: expected a JSON object, got {type(data).__name__}")
+    known = {f.name for f in fields(Board)} - {"name", "path"}
+    required = {f.name for f in fields(Board) if f.name in known
+                and f.default is MISSING and f.default_factory is MISSING}
+    unknown, missing = set(data) - known, required - set(data)
     if unknown:
         raise ValueError(f"board file {path}: unknown keys {sorted(unknown)}")
-    board = Board(name=path.stem, **data)
-    if board.part not in KNOWN_PARTS:
-        raise ValueError(f"board {board.name}: unknown FPGA part {board.part!r}; "
+    if missing:
+        raise ValueError(f"board file {path}: missing keys {sorted(missing)}")
+    for key, value in data.items():
+        test, what = FIELD_CHECKS[key]
+        if not test(value):
+            raise ValueError(f"board file {path}: {key} must be {what}; got {value!r}")
+
+
+def check_resources(path: Path, resources: dict) -> None:
+    for key, value in resources.items():
+        if key not in RESOURCES:
+            raise ValueError(f"board file {path}: resources key {key!r} is not a FINN "
+                             f"resource; use {list(RESOURCES)}")
+        if not _is_number(value) or value < 0:
+            raise ValueError(f"board file {path}: resources.{key} must be a number >= 0; "
+                             f"got {value!r}")
+
+
+def check_board_folding(path: Path, folding: dict) -> None:
+    for layer, fold in folding.items():
+        if not (isinstance(fold, dict) and set(fold) <= {"PE", "SIMD"}
+                and all(_is_int(v) and v > 0 for v in fold.values())):
+            raise ValueError(f"board file {path}: folding.{layer} must be "
+                             f"{{'PE': int > 0, 'SIMD': int > 0}}; got {fold!r}")
+
+
+def load_board(name_or_path: str | Path) -> Board:
+    """Board by name (``Pynq-Z2``, ``KV260``, ``ZCU104``) or path to a board JSON file."""
+    path = board_path(name_or_path)
+    data = read_json(path, BOARD_HINT)
+    check_fields(path, data)
+    check_resources(path, data.get("resources", {}))
+    check_board_folding(path, data.get("folding", {}))
+    if data["part"] not in KNOWN_PARTS:
+        raise ValueError(f"board file {path}: unknown FPGA part {data['part']!r}; "
                          f"supported: {sorted(KNOWN_PARTS)}")
-    if board.clk_ns <= 0 or board.target_cycles_per_frame < 1:
-        raise ValueError(f"board {board.name}: clk_ns={board.clk_ns} and "
-                         f"target_cycles_per_frame={board.target_cycles_per_frame} must be > 0")
-    for layer, fold in board.folding.items():
-        if set(fold) - {"PE", "SIMD"} or not all(isinstance(v, int) and v > 0
-                                                  for v in fold.values()):
-            raise ValueError(f"board {board.name}: folding of {layer} must be "
-                             f"{{'PE': int > 0, 'SIMD': int > 0}}; got {fold}")
-    return board
+    return Board(name=path.stem, path=str(path), **data)

@@ -8,14 +8,21 @@ Writes into the bundle:
 - ``accel/layers.json`` + ``accel/stage_a.npz`` + ``accel/stage_b.npz``: the numpy
   description executed by :mod:`dyfip.dataflow` (simulated board);
 - ``estimates.json``: per layer PE/SIMD, cycles, LUT/BRAM/URAM/DSP; per stage totals;
-- with ``bitstream``: ``accel/<stage>/`` FINN outputs (.bit, .hwh, driver settings).
-Intermediates go to ``hw_build/`` (not needed on the board).
+- with ``bitstream``: ``accel/dyfip.bit``, ``accel/dyfip.hwh``, ``accel/driver.json``:
+  one overlay of both stages (:mod:`dyfip_hw.overlay`), what the host driver loads.
+Intermediates go to ``hw_build/`` (not needed on the board). ``accel/`` files and
+``estimates.json`` are staged in ``hw_build/`` and moved into place only when every check
+passed, so a failed build leaves the previous ones.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -26,11 +33,12 @@ from dyfip.evaluate import METHODS as REPORT_METHODS
 from dyfip.model import model_hash
 from dyfip.tables import Budget
 
-from .boards import Board, load_board
+from .boards import RESOURCES, Board, load_board
 from .builder import BITSTREAM_STEPS, ESTIMATE_STEPS, BuildConfig, StageSpec, build_stage
 from .describe import check_mask_input, describe_stage, summarize
 from .export import export_stages, stage_info
 from .finn_env import SUPPORTED_VIVADO, missing_tools
+from .transforms import check_folding_keys, folding_targets
 
 ACCEL = "accel"
 ESTIMATES = "estimates.json"
@@ -53,20 +61,32 @@ def stage_specs(model, paths: dict[str, Path]) -> list[StageSpec]:
 
 
 def build_accelerators(model, out_dir: str | Path, board: Board | str,
-                       steps: list[str] | None = None, mask_keep: Budget | None = None
-                       ) -> tuple[dict, BuildConfig]:
+                       steps: list[str] | None = None, mask_keep: Budget | None = None,
+                       work_dir: str | Path | None = None) -> tuple[dict, BuildConfig]:
     """Export and build both stages into ``out_dir``; returns ({stage: model}, config).
 
     ``mask_keep`` (default: the model's table budget) steers the filter-enable folding; the
-    model's ``mask_pe_max`` caps its PE (the mask groups the tables were built for)."""
+    model's ``mask_pe_max`` caps its PE (the mask groups the tables were built for).
+    Intermediates go to ``work_dir`` (default ``out_dir/hw_build``)."""
     board = load_board(board) if isinstance(board, str) else board
     out_dir = Path(out_dir)
     paths = export_stages(model, out_dir / ACCEL)
-    cfg = BuildConfig(board=board, out_dir=out_dir / WORK, steps=list(steps or ESTIMATE_STEPS),
+    cfg = BuildConfig(board=board, out_dir=out_dir / WORK if work_dir is None else Path(work_dir),
+                      steps=list(steps or ESTIMATE_STEPS),
                       mask_keep=model.config.budget if mask_keep is None else mask_keep,
                       mask_pe_max=model.config.mask_pe_max)
-    graphs = {spec.name: build_stage(spec, cfg) for spec in stage_specs(model, paths)}
+    specs = stage_specs(model, paths)
+    graphs = {spec.name: build_stage(spec, cfg) for spec in specs}
+    check_board_folding_keys(board, graphs, specs)
     return graphs, cfg
+
+
+def check_board_folding_keys(board: Board, graphs: dict, specs: list[StageSpec]) -> None:
+    """Every key of the board's ``folding`` names a layer or node of one of the stages."""
+    targets = set().union(*(folding_targets(graphs[s.name], list(s.layer_names))
+                            for s in specs))
+    names = [n for s in specs for n in s.layer_names]
+    check_folding_keys(board.folding, targets, names, board.path or board.name)
 
 
 def export_accelerator(model, graphs: dict, accel_dir: str | Path, board: Board) -> dict:
@@ -99,7 +119,7 @@ def estimates_from(description: dict, board: Board, cfg: BuildConfig, seconds: f
         for name, spec in description["stages"].items()}
     masked = [la for la in stages["stage_b"]["layers"] if la["op"] == "MaskedMVAU"]
     total = {k: round(sum(s["resources"][k] for s in stages.values()), 1)
-             for k in ("LUT", "BRAM_18K", "URAM", "DSP")}
+             for k in RESOURCES}
     return {
         "board": board.name, "part": board.part, "clk_ns": board.clk_ns,
         "fmax_mhz": board.fmax_mhz, "target_cycles_per_frame": board.target_cycles_per_frame,
@@ -140,16 +160,19 @@ def self_check(accel_dir: Path, graphs: dict, n: int = 4, seed: int = 0) -> int:
 
 
 def estimate_accelerators(model, out_dir: str | Path, board: Board | str,
-                          t0: float | None = None, mask_keep: Budget | None = None
+                          t0: float | None = None, mask_keep: Budget | None = None,
+                          work_dir: str | Path | None = None
                           ) -> tuple[dict, dict, BuildConfig]:
     """Build, export (``out_dir/accel``), self-check and estimate; no bitstream steps.
 
     Returns (estimates, {stage: folded graph}, build config). The folding depends only on
     the network's shapes, so the estimates of an untuned model hold for its fine-tunes.
+    Intermediates go to ``work_dir`` (default ``out_dir/hw_build``).
     """
     t0 = time.perf_counter() if t0 is None else t0
     board_cfg = load_board(board) if isinstance(board, str) else board
-    graphs, cfg = build_accelerators(model, out_dir, board_cfg, mask_keep=mask_keep)
+    graphs, cfg = build_accelerators(model, out_dir, board_cfg, mask_keep=mask_keep,
+                                     work_dir=work_dir)
     description = export_accelerator(model, graphs, Path(out_dir) / ACCEL, board_cfg)
     self_check(Path(out_dir) / ACCEL, graphs)
     return estimates_from(description, board_cfg, cfg, time.perf_counter() - t0), graphs, cfg
@@ -168,23 +191,90 @@ def main(bundle_dir: str | Path, board: str = "Pynq-Z2", estimate: bool = True,
     t0 = time.perf_counter()
     bundle = Path(bundle_dir)
     board_cfg = load_board(board)
-    model = load_checkpoint(bundle / CHECKPOINT) if (bundle / CHECKPOINT).exists() else None
-    if model is None:
+    if not (bundle / CHECKPOINT).exists():
         raise FileNotFoundError(f"{bundle / CHECKPOINT} not found: run 'dyfip run' first")
-    folded = read_json(bundle / FOLDING) if (bundle / FOLDING).exists() else None
-    check_folding(bundle, folded, board_cfg.name)  # before anything is written
-    est, graphs, cfg = estimate_accelerators(model, bundle, board_cfg, t0)
-    check_folding(bundle, folded, board_cfg.name, est["group_size"])
-    if (bundle / REPORT_JSON).exists():  # the decision paths' cycles under this folding
-        report = read_json(bundle / REPORT_JSON)
-        est["paths"] = {m: {f: report[m][f] for f in PATH_FIGURES} for m in REPORT_METHODS}
-    est["bitstream"] = {"requested": bitstream, "vivado": list(SUPPORTED_VIVADO),
-                        "missing_tools": missing_tools()}
-    write_json(bundle / ESTIMATES, est)
+    model = load_checkpoint(bundle / CHECKPOINT)
+    folded = read_folding(bundle)
+    check_folding(bundle, folded, board_cfg.name)  # before anything is built
+    paths = report_paths(bundle)  # the decision paths' cycles under this folding
+    with staging(bundle / WORK) as staged:
+        est, graphs, cfg = estimate_accelerators(model, staged, board_cfg, t0,
+                                                 work_dir=bundle / WORK)
+        check_folding(bundle, folded, board_cfg.name, est["group_size"])
+        if paths is not None:
+            est["paths"] = paths
+        est["bitstream"] = {"requested": bitstream, "vivado": list(SUPPORTED_VIVADO),
+                            "missing_tools": missing_tools()}
+        write_json(staged / ESTIMATES, est)
+        publish(staged, bundle)
     print(summary(est, bundle))
     if bitstream:
         run_bitstream(model, graphs, cfg, bundle)
     return est
+
+
+@contextlib.contextmanager
+def staging(parent: Path) -> Iterator[Path]:
+    """A new temporary folder in ``parent`` (the bundle's file system, so publishing is
+    renames), removed on exit."""
+    parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix="staged-", dir=parent))
+    try:
+        yield staged
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def publish(staged: Path, bundle: Path) -> None:
+    """Move the staged ``accel/`` files, then ``estimates.json``, into ``bundle``; other
+    files of its ``accel/`` (bitstream outputs) stay."""
+    accel = bundle / ACCEL
+    accel.mkdir(exist_ok=True)
+    for path in sorted((staged / ACCEL).iterdir()):
+        os.replace(path, accel / path.name)
+    os.replace(staged / ESTIMATES, bundle / ESTIMATES)
+
+
+def require_fields(path: Path, data: Any, kinds: dict[str, type | tuple[type, ...]],
+                   hint: str, prefix: str = "") -> None:
+    """``data`` is a JSON object whose fields ``kinds`` have those types, else a ValueError
+    naming ``path``, the field (``prefix`` + key) and the value."""
+    if not isinstance(data, dict):
+        where = f"field {prefix.rstrip('.')!r}" if prefix else "the file"
+        raise ValueError(f"{path}: {where} must be a JSON object; got {data!r:.80}: {hint}")
+    for key, kind in kinds.items():
+        if key not in data:
+            raise ValueError(f"{path}: no field {prefix + key!r}: {hint}")
+        value = data[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            options = kind if isinstance(kind, tuple) else (kind,)
+            names = " or ".join(k.__name__ for k in options)
+            raise ValueError(f"{path}: field {prefix + key!r} must be {names}; got "
+                             f"{value!r:.80}: {hint}")
+
+
+def read_folding(bundle: Path) -> dict | None:
+    """The bundle's ``folding.json`` (board and mask groups), None without one."""
+    path = bundle / FOLDING
+    if not path.exists():
+        return None
+    hint = f"run 'dyfip fold --out {bundle}'"
+    folded = read_json(path, hint)
+    require_fields(path, folded, {"board": str, "group_size": dict}, hint)
+    return folded
+
+
+def report_paths(bundle: Path) -> dict | None:
+    """Cycles of every method's decision path from ``report.json``, None without one."""
+    path = bundle / REPORT_JSON
+    if not path.exists():
+        return None
+    hint = f"run 'dyfip evaluate --out {bundle}'"
+    report = read_json(path, hint)
+    for m in REPORT_METHODS:
+        require_fields(path, report, {m: dict}, hint)
+        require_fields(path, report[m], {f: (int, float) for f in PATH_FIGURES}, hint, f"{m}.")
+    return {m: {f: report[m][f] for f in PATH_FIGURES} for m in REPORT_METHODS}
 
 
 def check_folding(bundle: Path, folded: dict | None, board: str,
@@ -215,18 +305,21 @@ def summary(est: dict, bundle: Path) -> str:
     return "\n".join(lines)
 
 
-def run_bitstream(model, graphs: dict, cfg: BuildConfig, bundle: Path) -> None:
-    """FINN's hardware steps, step by step over both stages (so code generation of every
-    stage happens before the first step that needs Vivado stops the flow)."""
-    from .builder import STEPS
+def run_bitstream(model, graphs: dict, cfg: BuildConfig, bundle: Path) -> Path:
+    """FINN's hardware steps on one overlay of both stages (:mod:`.overlay`), then its
+    bitstream and ``driver.json`` into ``accel/``; without Vivado / Vitis HLS the flow stops
+    at the first step that needs them, after code generation."""
+    from finn.util.basic import get_driver_shapes
 
-    specs = {s.name: s for s in stage_specs(model, {k: bundle / ACCEL / f"{k}.onnx"
-                                                   for k in graphs})}
+    from .builder import STEPS
+    from .overlay import OVERLAY, merge_stages, write_overlay
+
+    overlay = merge_stages(graphs)
+    spec = StageSpec(OVERLAY, cfg.out_dir / OVERLAY / f"{OVERLAY}.onnx", "UINT8", ())
+    spec.onnx.parent.mkdir(parents=True, exist_ok=True)
+    overlay.save(str(spec.onnx))
     for step_name in BITSTREAM_STEPS:
-        for name in graphs:
-            graphs[name] = STEPS[step_name](graphs[name], specs[name], cfg)
-            cfg.log.append({"stage": name, "step": step_name})
-    for name in graphs:
-        deploy = cfg.out_dir / name / "finn" / "deploy"
-        if deploy.exists():
-            shutil.copytree(deploy, bundle / ACCEL / name, dirs_exist_ok=True)
+        overlay = STEPS[step_name](overlay, spec, cfg)
+        cfg.log.append({"stage": OVERLAY, "step": step_name})
+    return write_overlay(cfg.out_dir / OVERLAY / "finn", bundle / ACCEL,
+                         get_driver_shapes(overlay), model_hash(model), cfg.board.clk_ns)

@@ -68,7 +68,7 @@ from .transforms import (  # noqa: E402
 class StageSpec:
     """One stage graph: its QONNX file, integer input type and layer names in order."""
 
-    name: str  # "stage_a" or "stage_b"
+    name: str  # "stage_a", "stage_b" or "overlay" (both, for the bitstream)
     onnx: Path
     input_datatype: str  # "UINT8" for pixels, "UINT<act_bits>" for features
     layer_names: tuple[str, ...]  # every matrix-vector layer, graph order

@@ -1,4 +1,4 @@
-"""Code generation for the RTL filter-enable MVAU (``hw/rtl/masked_mvau.sv``).
+"""Code generation for the RTL filter-enable MVAU (``hw/dyfip_hw/rtl/masked_mvau.sv``).
 
 ``generate_masked_mvau_rtl(out_dir, params, weights, thresholds)`` writes, FINN-style, a
 Verilog top level with FINN's port names (``ap_clk``, ``ap_rst_n``, ``in0_V_*`` data,
@@ -17,7 +17,7 @@ import numpy as np
 
 from dyfip.kernels import Folding
 
-RTL_DIR = Path(__file__).resolve().parents[1] / "rtl"
+RTL_DIR = Path(__file__).resolve().parent / "rtl"  # shipped in the package, like FINN's finn-rtllib
 TEMPLATE = RTL_DIR / "templates" / "masked_mvau_wrapper.v"
 CORE_SOURCES = ("dyfip_fifo.sv", "masked_mvau.sv")  # compile order
 

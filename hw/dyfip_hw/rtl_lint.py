@@ -1,6 +1,6 @@
 """``verilator --lint-only -Wall`` over every RTL source: ``python -m dyfip_hw.rtl_lint``.
 
-Lints each module of hw/rtl for a few parameter sets (edge cases included) and a wrapper
+Lints each module of hw/dyfip_hw/rtl for a few parameter sets (edge cases included) and a wrapper
 rendered by :mod:`dyfip_hw.rtl_codegen`. Exit status 0 when all are clean.
 """
 from __future__ import annotations

@@ -111,7 +111,8 @@ def simulate_masked_mvau(params, weights: np.ndarray, thresholds: np.ndarray | N
                          x: np.ndarray, mask: np.ndarray, build_dir: Path | str, *,
                          in_gap: float = 0.0, mask_gap: float = 0.0, out_stall: float = 0.0,
                          seed: int = 0, mask_release: list[int] | None = None,
-                         max_cycles: int = 5_000_000, tag: str = "run") -> MvauSimResult:
+                         max_cycles: int = 5_000_000, tag: str = "run",
+                         partial: bool = False) -> MvauSimResult:
     """Generate (rtl_codegen), build (cached per ``build_dir`` and HDL text), simulate N images.
 
     Weights and thresholds are read at simulation start, so new values reuse the build as
@@ -120,6 +121,10 @@ def simulate_masked_mvau(params, weights: np.ndarray, thresholds: np.ndarray | N
     ``x`` (N, P, MW) unsigned ints, ``mask`` (N, MH + CH) 0/1; ``*_gap``/``out_stall`` are
     per-cycle probabilities of an idle input / a low output ready. ``mask_release[i]`` delays
     mask word i until that cycle. Fewer masks than images simulate a short mask stream.
+
+    Fewer output words than the N images need within ``max_cycles`` raise a RuntimeError;
+    with ``partial`` (a deliberately short stream) ``outputs`` holds the images that arrived
+    complete instead.
     """
     from . import rtl_codegen as cg
 
@@ -139,6 +144,18 @@ def simulate_masked_mvau(params, weights: np.ndarray, thresholds: np.ndarray | N
         stim["mask_release"] = mask_release
     res = run_tb(runner, p.name, "tb_masked_mvau", TB_DIR, build_dir, stim, tag)
     words = res["out_words"]
-    got = words[:n_out] + [0] * max(0, n_out - len(words))
-    return MvauSimResult(cg.unpack_outputs(got, p, n_images), res["out_cycles"],
+    n_done = complete_images(len(words), n_out, n_images, max_cycles, partial)
+    got = words[:n_done * (n_out // n_images)]
+    return MvauSimResult(cg.unpack_outputs(got, p, n_done), res["out_cycles"],
                          res["in_cycles"], max(0, len(words) - n_out), res)
+
+
+def complete_images(n_words: int, n_out: int, n_images: int, max_cycles: int,
+                    partial: bool) -> int:
+    """Images whose output words all arrived; a RuntimeError for missing words unless
+    ``partial``."""
+    if n_words < n_out and not partial:
+        raise RuntimeError(f"masked MVAU simulation: {n_words} of {n_out} output words "
+                           f"arrived within max_cycles={max_cycles} (raise max_cycles, or "
+                           "check the input and mask streams)")
+    return min(n_images, n_words // (n_out // n_images))

@@ -164,6 +164,22 @@ class ApplyFolding(Transformation):
         return model, False
 
 
+def folding_targets(model: ModelWrapper, layer_names: list[str]) -> set[str]:
+    """The names a board ``folding`` key can match in a stage graph (see
+    :class:`ApplyFolding`): its layer names and FINN node names."""
+    return set(layer_map(model, layer_names)) | {n.name for n in model.graph.node}
+
+
+def check_folding_keys(folding: dict, targets: set[str], layer_names: list[str],
+                       board_file: str) -> None:
+    """Every board ``folding`` key names a layer or node of some stage (``targets``: of
+    all stages together), else a ValueError naming the keys and the layer names."""
+    unknown = sorted(set(folding) - targets)
+    if unknown:
+        raise ValueError(f"board file {board_file}: folding keys {unknown} match no layer; "
+                         f"layer names are {layer_names} (or FINN node names)")
+
+
 def check_folding(name: str, inst) -> None:
     """PE | MH and SIMD | MW (SIMD | CH for masked layers), else a clear error."""
     mh, mw = inst.get_nodeattr("MH"), inst.get_nodeattr("MW")

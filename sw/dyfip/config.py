@@ -6,7 +6,6 @@ import json
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .tables import TableError, layer_budgets
@@ -113,10 +112,6 @@ class Config:
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Config":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def check_types(self) -> None:
         """Every field holds a value of its declared type (``--set k=abc`` names ``k``)."""

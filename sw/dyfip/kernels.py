@@ -105,7 +105,7 @@ def masked_mvau_cycles(fold: Folding, filter_enables: np.ndarray | None = None,
     folds, at least one cycle (its output word, also when every input channel is off); a
     disabled neuron fold costs one cycle (its zero output word). Without any enabled fold
     the input drains while the zero words go out: ``max(SF, NF)``. With all enables on this
-    is FINN's ``NF * SF``. hw/rtl/masked_mvau.sv has no further per-fold, per-pixel or
+    is FINN's ``NF * SF``. hw/dyfip_hw/rtl/masked_mvau.sv has no further per-fold, per-pixel or
     per-image overhead; only a one-off pipeline latency of 3 cycles to the first output
     (and 1 cycle when a mask word arrives after the image's first input word).
     """

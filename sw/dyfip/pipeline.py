@@ -427,10 +427,19 @@ def write_reference(model: DyFiPNet, table: MaskTable, data: Dataset, config: Co
 def bundle_board(out: Path) -> str:
     """The board a bundle was folded for (its config.json), Pynq-Z2 by default."""
     p = Path(out) / bundle.CONFIG
-    board = Config.load(p).board if p.exists() else "Pynq-Z2"
+    board = read_config(p).board if p.exists() else "Pynq-Z2"
     if board == "none":
         raise ValueError(f"bundle {out} was made without a board (--board none): pass --board")
     return board
+
+
+def read_config(path: Path) -> Config:
+    """A bundle's config.json; a corrupt or foreign file names itself."""
+    data = bundle.read_json(path)
+    try:
+        return Config.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path} does not hold a DyFiP config ({exc})") from None
 
 
 def load_config(out: Path, overrides: dict, fresh: bool, quick: bool = False) -> Config:
@@ -442,11 +451,7 @@ def load_config(out: Path, overrides: dict, fresh: bool, quick: bool = False) ->
     p = Path(out) / bundle.CONFIG
     if fresh or not p.exists():
         return preset(overrides.pop("dataset", "digits"), quick, **overrides)
-    data = bundle.read_json(p)
-    try:
-        config = Config.from_dict(data)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"{p} does not hold a DyFiP config ({exc})") from None
+    config = read_config(p)
     if overrides.get("dataset", config.dataset) != config.dataset:
         raise ValueError(f"bundle {out} holds a {config.dataset} run, not "
                          f"{overrides['dataset']}: use another --out")

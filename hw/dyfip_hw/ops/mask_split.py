@@ -13,6 +13,8 @@ from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from finn.custom_op.fpgadataflow.rtl import register_custom_op as register_rtl_op
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
+from .ipi import ipi_commands
+
 
 @register_custom_op
 class MaskSplit(HWCustomOp):
@@ -141,7 +143,4 @@ class MaskSplit_rtl(MaskSplit, RTLBackend):
         return [str(Path(self.get_nodeattr("code_gen_dir_ipgen")) / name) if abspath else name]
 
     def code_generation_ipi(self):
-        out_dir = self.get_nodeattr("code_gen_dir_ipgen")
-        top = self.get_nodeattr("gen_top_module") or self.get_verilog_top_module_name()
-        return [f"add_files -norecurse {out_dir}/{top}.sv",
-                f"create_bd_cell -type module -reference {top} {self.onnx_node.name}"]
+        return ipi_commands(self, self.get_rtl_file_list(abspath=True))

@@ -14,6 +14,8 @@ from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU
 from finn.custom_op.fpgadataflow.rtl import register_custom_op as register_rtl_op
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
+from .ipi import StreamsByInput, ipi_commands
+
 MASK_INPUT = 3  # ONNX input index of the mask stream: [data, weights, thresholds, mask]
 
 
@@ -95,7 +97,7 @@ class MaskedMVAU(MVAU):
 
 @register_rtl_op
 class MaskedMVAU_rtl(MaskedMVAU, RTLBackend):
-    """RTL specialisation; its HDL comes from :mod:`dyfip_hw.rtl_codegen` (hw/rtl sources).
+    """RTL specialisation; its HDL comes from :mod:`dyfip_hw.rtl_codegen` (hw/dyfip_hw/rtl sources).
 
     Resource estimates reuse FINN-R's MVAU LUT/DSP formulas (as FINN's ``MVAU_hls``) plus
     the mask register and fold-skip logic; BRAM is FINN's MVAU weight-memory estimate.
@@ -119,7 +121,7 @@ class MaskedMVAU_rtl(MaskedMVAU, RTLBackend):
         return MVAU_hls.dsp_estimation(self, fpgapart)
 
     def rtl_params(self):
-        """Parameters of ``dyfip_hw.rtl_codegen`` (module ``masked_mvau``, hw/rtl)."""
+        """Parameters of ``dyfip_hw.rtl_codegen`` (module ``masked_mvau``, hw/dyfip_hw/rtl)."""
         from dyfip_hw.rtl_codegen import MvauRtlParams
 
         return MvauRtlParams(
@@ -153,15 +155,17 @@ class MaskedMVAU_rtl(MaskedMVAU, RTLBackend):
         return [str(p) if abspath else p.name for p in files]
 
     def code_generation_ipi(self):
-        out_dir = self.get_nodeattr("code_gen_dir_ipgen")
-        srcs = " ".join(f"{out_dir}/{f}" for f in self.get_rtl_file_list())
-        top = self.get_nodeattr("gen_top_module") or self.get_verilog_top_module_name()
-        return [f"add_files -norecurse {srcs}",
-                f"create_bd_cell -type module -reference {top} {self.onnx_node.name}"]
+        """The core sources from the package (one copy for every instance, as FINN's
+        finn-rtllib), the instance's wrapper from its code-generation folder."""
+        from dyfip_hw.rtl_codegen import CORE_SOURCES, RTL_DIR
+
+        wrapper = self.get_rtl_file_list(abspath=True)[-1]
+        return ipi_commands(self, [*(RTL_DIR / f for f in CORE_SOURCES), wrapper])
 
     def get_verilog_top_module_intf_names(self):
         intf = super().get_verilog_top_module_intf_names()
         width = math.ceil(self.mask_bits / 8) * 8
-        intf["s_axis"] = [("in0_V", self.get_instream_width_padded(0)), ("in1_V", width)]
+        intf["s_axis"] = StreamsByInput(
+            [("in0_V", self.get_instream_width_padded(0)), ("in1_V", width)], {MASK_INPUT: 1})
         intf["aximm"], intf["axilite"] = [], []
         return intf

@@ -24,11 +24,9 @@ from .errors import BundleError
 from .files import read_json
 
 DRIVER_JSON = "driver.json"
-BITSTREAM_HINT = ("the single overlay with both stages a real board needs (dyfip.bit + .hwh + "
-                  "driver.json) is not built by this version: 'dyfip build --bitstream' makes "
-                  "one FINN package per stage (accel/stage_a/, accel/stage_b/) only, see "
-                  "hw/README.md 'Known gaps'; the simulated board (board='sim') runs without "
-                  "it")
+BITSTREAM_HINT = ("build the overlay of both stages with 'dyfip build --bitstream' (needs "
+                  "Vivado; writes accel/dyfip.bit, .hwh and driver.json), copy the bundle to "
+                  "the board ('make deploy'), or use the simulated board (board='sim')")
 STAGES = ("stage_a", "stage_b")
 
 

@@ -1,5 +1,5 @@
 // Filter-enable (masked) matrix-vector-activation unit, the RTL twin of
-// dyfip.kernels.masked_mvau (see hw/rtl/README.md for the interface and the schedule).
+// dyfip.kernels.masked_mvau (see hw/dyfip_hw/rtl/README.md for the interface and the schedule).
 //
 // Streams (AXI-Stream, ready/valid, words byte-padded, element i in bits [i*W +: W]):
 //   s_axis_input : SIMD unsigned activations per word; MW/SIMD words per output pixel,
