@@ -253,24 +253,27 @@ def require_fields(path: Path, data: Any, kinds: dict[str, type | tuple[type, ..
                              f"{value!r:.80}: {hint}")
 
 
+def read_optional(bundle: Path, name: str, step: str) -> tuple[Path, Any, str] | None:
+    """(path, JSON content, hint) of the bundle file ``name`` that ``dyfip step`` writes;
+    None without one."""
+    path, hint = bundle / name, f"run 'dyfip {step} --out {bundle}'"
+    return (path, read_json(path, hint), hint) if path.exists() else None
+
+
 def read_folding(bundle: Path) -> dict | None:
     """The bundle's ``folding.json`` (board and mask groups), None without one."""
-    path = bundle / FOLDING
-    if not path.exists():
+    if (found := read_optional(bundle, FOLDING, "fold")) is None:
         return None
-    hint = f"run 'dyfip fold --out {bundle}'"
-    folded = read_json(path, hint)
+    path, folded, hint = found
     require_fields(path, folded, {"board": str, "group_size": dict}, hint)
     return folded
 
 
 def report_paths(bundle: Path) -> dict | None:
     """Cycles of every method's decision path from ``report.json``, None without one."""
-    path = bundle / REPORT_JSON
-    if not path.exists():
+    if (found := read_optional(bundle, REPORT_JSON, "evaluate")) is None:
         return None
-    hint = f"run 'dyfip evaluate --out {bundle}'"
-    report = read_json(path, hint)
+    path, report, hint = found
     for m in REPORT_METHODS:
         require_fields(path, report, {m: dict}, hint)
         require_fields(path, report[m], {f: (int, float) for f in PATH_FIGURES}, hint, f"{m}.")
