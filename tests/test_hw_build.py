@@ -244,7 +244,7 @@ def test_bitstream_without_vivado_stops_clearly(hw_bundle, monkeypatch):
     monkeypatch.delenv("XILINX_HLS", raising=False)
     monkeypatch.delenv("XILINX_VITIS", raising=False)
     with pytest.raises(ToolMissing, match=r"step 'hw_ipgen' needs Vivado"):
-        build.main(hw_bundle, "Pynq-Z2", estimate=False, bitstream=True)
+        build.main(hw_bundle, "Pynq-Z2", bitstream=True)
     est = json.loads((hw_bundle / "estimates.json").read_text())
     assert est["bitstream"]["requested"] and est["bitstream"]["missing_tools"]
 

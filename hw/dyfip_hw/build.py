@@ -178,8 +178,7 @@ def estimate_accelerators(model, out_dir: str | Path, board: Board | str,
     return estimates_from(description, board_cfg, cfg, time.perf_counter() - t0), graphs, cfg
 
 
-def main(bundle_dir: str | Path, board: str = "Pynq-Z2", estimate: bool = True,
-         bitstream: bool = False) -> dict:
+def main(bundle_dir: str | Path, board: str = "Pynq-Z2", bitstream: bool = False) -> dict:
     """Build the accelerators of a bundle; returns the estimates dict (also estimates.json).
 
     ``bitstream`` continues with FINN's hardware steps; without Vivado / Vitis HLS it stops

@@ -55,8 +55,11 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="FINN accelerator: estimates or bitstream")
     b.add_argument("--bundle", type=Path, default=Path("build/demo"))
     b.add_argument("--board", help="board file name or path (default: the bundle's board)")
-    b.add_argument("--estimate", action="store_true")
-    b.add_argument("--bitstream", action="store_true")
+    what = b.add_mutually_exclusive_group()
+    what.add_argument("--estimate", action="store_true",
+                      help="dataflow build, estimates and accelerator export (the default)")
+    what.add_argument("--bitstream", action="store_true",
+                      help="then FINN's hardware steps to the overlay bitstream (needs Vivado)")
     g = sub.add_parser("aggregate", help="mean +- s.e. over several runs' report.json "
                        "(the files or their bundle folders)")
     g.add_argument("reports", type=Path, nargs="+")
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
             from .pipeline import bundle_board
             build_main(args.bundle, args.board or bundle_board(args.bundle),
-                       estimate=args.estimate or not args.bitstream, bitstream=args.bitstream)
+                       bitstream=args.bitstream)
             return 0
         if args.command == "aggregate":
             from .aggregate import main as aggregate_main

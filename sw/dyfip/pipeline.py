@@ -347,7 +347,7 @@ class Pipeline:
             return
         from dyfip_hw.build import main as build_main
 
-        build_main(self.out, self.config.board, estimate=True)
+        build_main(self.out, self.config.board)
 
     STEPS = ("train", "explain", "fold", "finetune", "evaluate", "build")
 
