@@ -177,3 +177,33 @@ def test_overlay_streams_must_match_the_driver(built):
         overlay_io(io, shapes)
     with pytest.raises(RuntimeError, match="2 input and 2 output DMAs, the driver expects 3"):
         overlay_io(io, {**shapes, "idma_names": ["idma0", "idma1"]})
+
+
+def test_finn_driver_shapes_of_the_overlay_are_the_drivers(built, tmp_path):
+    """FINN's own Zynq preparation of the overlay (IODMAs, width converters, partitions: the
+    part of its bitstream step before Vivado) gives every stream the folded and packed shape
+    the host driver uses; the DMA names come from the block design (Vivado), so stand in."""
+    from finn.transformation.fpgadataflow.create_dataflow_partition import (
+        CreateDataflowPartition)
+    from finn.transformation.fpgadataflow.floorplan import Floorplan
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_iodma import InsertIODMA
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from finn.util.basic import get_driver_shapes
+    from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+
+    from dyfip.bundle import read_json
+    from dyfip.driver.iospec import derive_io
+    from dyfip_hw.overlay import merge_stages, overlay_io
+
+    _, graphs, cfg, accel = built
+    model = merge_stages(graphs)
+    for step in (InsertIODMA(64), InsertDWC(), SpecializeLayers(cfg.board.part), Floorplan(),
+                 CreateDataflowPartition(partition_model_dir=str(tmp_path))):
+        model = model.transform(step).transform(GiveUniqueNodeNames())
+        model = model.transform(GiveReadableTensorNames())
+    shapes = get_driver_shapes(model)
+    assert len(shapes["idma_names"]) == 3 and len(shapes["odma_names"]) == 2
+    shapes.update(idma_names=["i0", "i1", "i2"], odma_names=["o0", "o1"])
+    io = overlay_io(derive_io(read_json(accel / "layers.json")), shapes)  # raises on a mismatch
+    assert [s.dma for s in io["stage_b"].inputs.values()] == ["i1", "i2"]
