@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dyfip.costs import CostModel, LayerGeometry
+from dyfip.costs import CostModel, LayerGeometry, PathCost
 
 GEO = [LayerGeometry("a0", "a", 1, 8, 9, 64), LayerGeometry("br", "branch", 8, 4, 4, 1),
        LayerGeometry("b0", "b", 8, 16, 9, 16, prunable=True),
@@ -44,3 +44,9 @@ def test_mask_errors():
         cm.stage_b([np.ones(16, bool)])
     with pytest.raises(ValueError, match="layer b1: mask of length 8"):
         cm.stage_b([np.ones(16, bool), np.ones(8, bool)])
+
+
+def test_worst_case_takes_each_figure_over_every_path():
+    """The path with the most cycles need not be the one with the most MACs."""
+    paths = [PathCost(macs=100, cycles=7), PathCost(macs=90, cycles=9), PathCost(macs=95, cycles=8)]
+    assert PathCost.worst(paths) == PathCost(macs=100, cycles=9)

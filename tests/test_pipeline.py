@@ -39,6 +39,9 @@ def test_report_contract(tiny_bundle):
     d = report["dyfip"]
     assert 0 <= d["exit_rate"] <= 1 and 0 <= d["topk_hit_rate"] <= 1
     assert abs(sum(d["errors"].values()) - (1 - d["accuracy"])) < 1e-9
+    # the label misses the set only on routed images: set_miss = routed share x miss rate
+    assert d["errors"]["set_miss"] == pytest.approx((1 - d["exit_rate"])
+                                                    * (1 - d["routed_hit_rate"]))
     within = d["within_set_errors"]  # same images and definition as errors["stage_b"]
     assert within["dyfip"] == pytest.approx(d["errors"]["stage_b"])
     assert 0 <= within["unpruned"] <= 1

@@ -82,6 +82,12 @@ class PathCost:
     def __add__(self, other: "PathCost") -> "PathCost":
         return PathCost(self.macs + other.macs, self.cycles + other.cycles)
 
+    @staticmethod
+    def worst(costs: list["PathCost"]) -> "PathCost":
+        """Each figure's own maximum over ``costs`` (the most MACs and the most cycles
+        need not be the same path)."""
+        return PathCost(max(c.macs for c in costs), max(c.cycles for c in costs))
+
 
 class CostModel:
     """Cost of stage A, the branch and stage B under any masks."""

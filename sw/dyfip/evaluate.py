@@ -83,14 +83,16 @@ def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: 
     if "dyfip" in methods:
         p = dyfip_predict(models.dyfip, split.images, table, k, tau, **rule)
         per_subset = [cost.stage_b(table.masks_for(s)) for s in table.subsets]
-        worst_b = max(per_subset, key=lambda c: (c.cycles, c.macs))
+        worst_b = PathCost.worst(per_subset)
         costs = [head if e else head + per_subset[table.index_of(s)]
                  for e, s in zip(p.exited, p.decision.subsets)]
         hit = (p.decision.subsets == y[:, None]).any(axis=1)
         wrong, run = p.classes != y, ~p.exited
         out["dyfip"] = _metrics(~wrong, costs, head + worst_b,
                                 exit_rate=float(p.exited.mean()),
-                                topk_hit_rate=float(hit.mean()),
+                                topk_hit_rate=float(hit.mean()),  # the branch's, all images
+                                # the label in the set where stage B runs with it
+                                routed_hit_rate=float(hit[run].mean() if run.any() else 1.0),
                                 # where the errors come from (fractions of all images)
                                 errors={"exit": float((wrong & p.exited).mean()),
                                         "set_miss": float((run & ~hit).mean()),
