@@ -62,3 +62,20 @@ def test_sets_with_label_force_the_label_into_the_set():
 def test_bad_set_rule():
     with pytest.raises(ValueError, match="k_max=2"):
         decide(np.zeros((1, 4)), k=3, tau=0.5, k_max=2)
+
+
+def test_exit_exactly_at_tau_and_not_just_below():
+    """The rule is ``top probability >= tau``. softmax([0, 0]) = [0.5, 0.5] and
+    softmax([0, 0, 0, 0]) = [0.25] * 4 exactly, so the boundary is exact."""
+    two, four = np.zeros((1, 2)), np.zeros((1, 4))
+    at = decide(two, k=1, tau=0.5)
+    assert at.confidence.tolist() == [0.5] and at.exit.tolist() == [True]
+    assert at.branch_pred.tolist() == [0]  # tie: the lower class
+    assert decide(two, k=1, tau=np.nextafter(0.5, 1.0)).exit.tolist() == [False]
+    assert decide(two, k=1, tau=np.nextafter(0.5, 0.0)).exit.tolist() == [True]
+    assert decide(four, k=2, tau=0.25).exit.tolist() == [True]
+    below = decide(four, k=2, tau=0.2500001)
+    assert below.exit.tolist() == [False] and below.subsets.tolist() == [[0, 1]]
+    # per image in one batch: 0.5 at tau exits, 0.25 below it does not
+    batch = decide(np.array([[0.0, 0.0, -np.inf, -np.inf], [0.0, 0.0, 0.0, 0.0]]), k=2, tau=0.5)
+    assert batch.confidence.tolist() == [0.5, 0.25] and batch.exit.tolist() == [True, False]

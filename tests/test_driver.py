@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from dyfip.dataflow import stage_cycles  # noqa: E402
 from dyfip.driver import (BitfileMissingError, BundleError, BundleMismatchError,  # noqa: E402
                           DMATimeoutError, DriverError, DyFiP, InputError, NoBoardError)
 from dyfip.driver import sim  # noqa: E402
+from dyfip.tables import set_key  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,28 +47,74 @@ def test_batch_matches_reference(accel, reference):
 
 
 def test_single_image_result(accel, reference):
-    res = accel.classify(reference["images"][0])  # (C, H, W)
-    r = res[0]
-    assert len(res) == 1 and r.path in ("exit", "pruned")
-    assert (r.subset is None) == (r.path == "exit")
-    if r.path == "pruned":
-        assert r.mask.shape == (sum(accel.deployment.table.filters),)
-        assert r.cls in r.subset
-    assert r.model_cycles >= accel.cycles.stage_a and r.timings["total_s"] > 0
+    """One (C, H, W) image of each path (chosen from reference.npz's ``exited``) gives one
+    Result with the reference's path and class; a routed one carries its set and mask."""
+    exited = reference["exited"]
+    for i in (np.flatnonzero(~exited)[0], np.flatnonzero(exited)[0]):
+        res = accel.classify(reference["images"][i])  # (C, H, W)
+        r = res[0]
+        assert len(res) == 1 and r.path == ("exit" if exited[i] else "pruned")
+        assert r.cls == reference["classes"][i] and r.timings["total_s"] > 0
+        if exited[i]:
+            assert r.subset is None and r.mask is None and r.model_cycles == accel.cycles.stage_a
+        else:
+            assert r.subset == set_key(reference["subsets"][i]) and r.cls in r.subset
+            assert r.mask.shape == (sum(accel.deployment.table.filters),)
+            assert r.model_cycles > accel.cycles.stage_a
 
 
 def test_modelled_cycles_follow_the_mask(accel, reference):
-    res = accel.classify(reference["images"][:16])
-    dep, pol = accel.deployment, accel.policy
+    """Per image: stage A, plus stage B under the table's masks of its candidate set."""
+    res = accel.classify(reference["images"][:64])
+    dep = accel.deployment
     a = stage_cycles(dep.stage_spec("stage_a"))
+    assert not res.exited.all()
     for i in range(len(res)):
         b = 0 if res.exited[i] else stage_cycles(dep.stage_spec("stage_b"),
-                                                 pol.layer_masks(res.masks[i]))
+                                                 dep.table.masks_for(res.subsets[i]))
         assert res.model_cycles[i] == a + b
     full = accel.classify_full(reference["images"][:16])
     assert (full.model_cycles == accel.cycles.full).all()
     assert res.model_cycles.max() <= accel.cycles.full
     assert full.timings["device_model_s"] > 0 and (full.paths == "full").all()
+
+
+def test_every_table_row_has_its_sets_mask_and_cycles(accel):
+    """For EVERY candidate set of the table, the driver's mask row (set -> row lookup) and
+    its modelled stage-B cycles are those of ``table.masks_for(set)`` (a row off by one
+    streams another set's mask and models its cycles)."""
+    dep, pol, cycles = accel.deployment, accel.policy, accel.cycles
+    subsets = dep.table.subsets
+    rows = np.array([pol.index[tuple(s.tolist())] for s in subsets])  # as HostPolicy.step
+    want = [stage_cycles(dep.stage_spec("stage_b"), dep.table.masks_for(s)) for s in subsets]
+    assert len(set(want)) > 1  # else a shifted row would go unnoticed
+    np.testing.assert_array_equal(cycles.per_image(rows) - cycles.stage_a, want)
+    np.testing.assert_array_equal(pol.masks(rows), [dep.table.mask_vector(s) for s in subsets])
+
+
+def test_routed_classes_stay_in_their_candidate_set(accel, reference, monkeypatch):
+    """The class of a routed image is the argmax WITHIN its candidate set: stage-B logits
+    whose global argmax is outside the set must not leak that class."""
+    images = reference["images"][:64]
+    real = accel.classify(images)
+    run = np.flatnonzero(~real.exited)
+    assert len(run), "no routed image among the first 64"
+    sets = real.subsets[run]
+    logits = np.zeros((len(run), accel.deployment.num_classes), np.int64)
+    for row, s in zip(logits, sets):
+        row[s] = s + 1  # in the set: the highest class index wins
+        row[np.setdiff1d(np.arange(len(row)), s)[0]] = 100  # global argmax: outside the set
+
+    def stage_b(features, mask):
+        assert len(features) == len(mask) == len(run)
+        return logits.copy()
+
+    monkeypatch.setattr(accel.stage_b, "run", stage_b)
+    res = accel.classify(images)
+    np.testing.assert_array_equal(res.subsets[run], sets)
+    assert all(top not in s for top, s in zip(logits.argmax(axis=1), sets))
+    assert all(c in s for c, s in zip(res.classes[run], sets))
+    np.testing.assert_array_equal(res.classes[run], sets.max(axis=1))
 
 
 def test_every_image_exits_at_a_tiny_tau(bundle_dir, reference):
@@ -181,6 +229,22 @@ def test_not_a_simulated_bitstream(bundle_dir, tmp_path):
         DyFiP(bundle_dir, bitfile=bit, device=sim.install())
 
 
+def test_unknown_board_name(bundle_dir):
+    """DyFiP.open knows 'auto', 'pynq' and 'sim' only."""
+    with pytest.raises(ValueError, match=r"board must be 'auto', 'pynq' or 'sim'; got 'fpga'"):
+        DyFiP.open(bundle_dir, board="fpga")
+
+
+def test_simulated_board_without_pynq(bundle_dir, monkeypatch):
+    """Without pynq, board='sim' raises NoBoardError saying so (not a raw ImportError)."""
+    monkeypatch.setitem(sys.modules, "pynq", None)  # 'import pynq' now fails
+    for name in [m for m in sys.modules if m.startswith(sim.__name__)]:
+        monkeypatch.delitem(sys.modules, name)  # re-imported (and failing) in open()
+    with pytest.raises(NoBoardError, match=r"the simulated board needs pynq \(.*pynq.*\): "
+                       r"use the board environment \(make board-env\)"):
+        DyFiP.open(bundle_dir, board="sim")
+
+
 def test_no_bundle(tmp_path):
     with pytest.raises(BundleError, match="not found"):
         DyFiP.open(tmp_path / "nothing", board="sim")
@@ -272,10 +336,17 @@ def _drop(path: Path, dotted: str) -> None:
      r"must be in \(0, 1\]"),
     ("config.json", lambda p: _edit_json(p, k_max="abc"), r"config\.json: field 'k_max' is "
      r"malformed \('abc'.*dyfip run"),
+    ("tables.npz", _junk, r"tables\.npz is corrupt \(ValueError: Cannot load file containing "
+     "pickled data"),
+    ("tables.npz", _truncate, r"tables\.npz is corrupt \(BadZipFile"),
+    ("tables.npz", Path.unlink, r"tables\.npz not found: run 'dyfip finetune' first"),
+    ("tables.npz", lambda p: _drop_npz(p, "subsets"), r"table file .*tables\.npz is missing "
+     "field 'subsets'"),
 ], ids=["junk-branch", "truncated-branch", "estimates-brace", "config-list", "config-no-tau",
         "config-tau-5", "config-k-str", "no-stage-b", "clk-0", "clk-negative", "clk-str",
         "no-filters", "no-feature-scale", "no-stage-b-layers", "filters-str", "set-mass-str",
-        "set-mass-1.5", "k-max-str"])
+        "set-mass-1.5", "k-max-str", "junk-tables", "truncated-tables", "no-tables",
+        "tables-no-subsets"])
 def test_corrupt_bundle_file_is_named(bundle_dir, tmp_path, name, damage, match):
     other = copy_bundle(bundle_dir, tmp_path / "other")
     damage(other / name)
@@ -300,11 +371,68 @@ def _rewrite_npz(path, **changes):
     write_npz(path, **{**data, **changes})
 
 
+def _drop_npz(path: Path, key: str) -> None:
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files if k != key}
+    write_npz(path, **data)
+
+
+def _drop_class(path: Path, cls: int) -> None:
+    """Keep only the tables' sets without class ``cls`` (and their masks)."""
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    keep = ~(data["subsets"] == cls).any(axis=1)
+    data.update({k: v[keep] for k, v in data.items() if k == "subsets" or
+                 k.startswith("masks_")})
+    write_npz(path, **data)
+
+
+def test_tables_missing_a_class_are_refused(accel, bundle_dir, tmp_path):
+    """Tables covering fewer classes than the branch (9 of 10) are refused when the bundle
+    is opened, naming both counts and files (not a KeyError inside classify)."""
+    other = copy_bundle(bundle_dir, tmp_path / "other")
+    n = accel.deployment.num_classes
+    _drop_class(other / "tables.npz", n - 1)
+    with pytest.raises(BundleMismatchError, match=rf"is inconsistent .*tables\.npz covers "
+                       rf"{n - 1} classes, branch\.npz has {n}"):
+        DyFiP.open(other, board="sim")
+
+
+def test_tables_for_other_set_sizes_are_refused(accel, bundle_dir, tmp_path):
+    """config.json's k (also one above the number of classes) must be the tables' smallest
+    set size."""
+    other = copy_bundle(bundle_dir, tmp_path / "other")
+    table = accel.deployment.table
+    k, k_max, n = table.k, table.k_max, table.num_classes
+    for bad_k in (k + 1, n + 1):
+        _edit_json(other / "config.json", k=bad_k)
+        with pytest.raises(BundleMismatchError, match=rf"is inconsistent .*tables\.npz has "
+                           rf"masks for sets of {k}\.\.{k_max} classes, config\.json asks "
+                           rf"for {bad_k}\.\.{max(bad_k, k_max)}"):
+            DyFiP.open(other, board="sim")
+
+
+def test_tables_of_another_accelerator_are_refused(bundle_dir, tmp_path):
+    """The tables' filters per layer must be the accelerator's (accel/layers.json)."""
+    other = copy_bundle(bundle_dir, tmp_path / "other")
+    layers = other / "accel" / "layers.json"
+    filters = json.loads(layers.read_text())["filters_per_layer"]
+    _edit_json(layers, filters_per_layer=[f * 2 for f in filters])
+    with pytest.raises(BundleMismatchError, match=rf"is inconsistent .*tables have "
+                       rf"\[{', '.join(map(str, filters))}\] filters per layer, the "
+                       rf"accelerator \[{', '.join(str(f * 2) for f in filters)}\]"):
+        DyFiP.open(other, board="sim")
+
+
 def test_bundle_from_another_model(bundle_dir, tmp_path):
     other = copy_bundle(bundle_dir, tmp_path / "other")
     _rewrite_npz(other / "branch.npz", model_hash=np.array("f" * 64))
     with pytest.raises(BundleMismatchError, match="mixes models"):
         DyFiP.open(other, board="sim")
+    tables = copy_bundle(bundle_dir, tmp_path / "tables")
+    _rewrite_npz(tables / "tables.npz", model_hash=np.array("e" * 64))
+    with pytest.raises(BundleMismatchError, match=r"mixes models \(tables\.npz: eeeeeeeeeeee"):
+        DyFiP.open(tables, board="sim")
     with pytest.raises(BundleMismatchError, match="mixes models"):
         DyFiP.open(bundle_dir, board="sim", model_hash="0" * 64)
 
@@ -354,14 +482,18 @@ def test_stuck_dma_times_out(fresh, reference):
         fresh.classify_full(images)
 
 
-def test_overhead_benchmark(bundle_dir, tmp_path):
+def test_overhead_benchmark(bundle_dir, tmp_path, monkeypatch):
+    """The benchmark's exit code is 0 exactly when the median it writes is under target."""
     import runpy
-    from pathlib import Path
 
     bench = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "driver_overhead.py"))
-    out = tmp_path / "overhead.json"
-    assert bench["main"](["--bundle", str(bundle_dir), "--out", str(out), "--repeats", "1"]
-                         ) in (0, 1)
-    import json
+    main, out = bench["main"], tmp_path / "overhead.json"
+    args = ["--bundle", str(bundle_dir), "--out", str(out), "--repeats", "1"]
+    rc = main(args)
     res = json.loads(out.read_text())
     assert res["single_image_us"]["median"] > 0 and res["batched_us_per_image"] > 0
+    assert rc == (0 if res["single_image_us"]["median"] < res["target_us"] else 1)
+    slow = {**res, "single_image_us": {**res["single_image_us"], "median": res["target_us"]}}
+    monkeypatch.setitem(main.__globals__, "measure", lambda bundle, repeats: slow)
+    assert main(args) == 1  # a median AT the target misses it
+    assert json.loads(out.read_text())["single_image_us"]["median"] == res["target_us"]

@@ -1,5 +1,6 @@
 """End to end on a tiny digits configuration, plus the CLI's error paths."""
 import json
+import math
 import re
 import shutil
 
@@ -94,6 +95,28 @@ def test_tables_bound_to_deployed_model(tiny_bundle):
     assert table.k == 2
 
 
+def _dyfip_by_hand(model, table, image, k, tau, k_max, set_mass):
+    """One image: exit on the branch's top softmax probability >= tau, else the fewest top
+    classes (k..k_max) holding set_mass, stage B under their masks, best class of the set."""
+    model.eval()
+    with torch.no_grad():
+        feats = model.features(images_to_float(image[None]))
+        z = [float(v) for v in model.branch_logits(feats).double()[0]]
+        e = [math.exp(v - max(z)) for v in z]
+        probs = [v / sum(e) for v in e]
+        ranked = sorted(range(len(z)), key=lambda c: (-z[c], c))  # ties: lower class
+        if probs[ranked[0]] >= tau:
+            return ranked[0], True, None
+        size, mass = 0, 0.0
+        while size < len(ranked) and mass < set_mass:
+            mass += probs[ranked[size]]
+            size += 1
+        subset = sorted(ranked[:min(max(size, k), k_max)])
+        masks = [torch.from_numpy(m[None].astype(np.float32)) for m in table.masks_for(subset)]
+        logits = [float(v) for v in model.stage_b_logits(feats, masks)[0]]
+    return max(subset, key=lambda c: (logits[c], -c)), False, subset
+
+
 def test_per_image_equals_batched_and_reference(tiny_bundle):
     model = load_checkpoint(tiny_bundle / "model.pt")
     table = MaskTable.load(tiny_bundle / "tables.npz")
@@ -103,8 +126,15 @@ def test_per_image_equals_batched_and_reference(tiny_bundle):
         rule = dict(k_max=int(ref["k_max"]), set_mass=float(ref["set_mass"]))
     assert rule["k_max"] == 3  # the quick preset's adaptive sets: the general rule
     batched = dyfip_predict(model, images[:40], table, k, tau, **rule)
+    # reference.npz is written by dyfip_predict too: it pins the bundle, not the rule
     assert np.array_equal(batched.classes, classes[:40])
     assert np.array_equal(batched.exited, exited[:40])
+    assert 0 < batched.exited.sum() < 40  # both paths below
+    for i in range(40):  # the rule written out per image, without dyfip.decision
+        cls, exits, subset = _dyfip_by_hand(model, table, images[i], k, tau, **rule)
+        assert (batched.classes[i], bool(batched.exited[i])) == (cls, exits), i
+        if not exits:
+            assert set(batched.decision.subsets[i].tolist()) == set(subset), i
     for i in range(0, 40, 7):
         single = dyfip_predict(model, images[i:i + 1], table, k, tau, **rule)
         assert single.classes[0] == batched.classes[i]
@@ -125,11 +155,19 @@ def test_unpruned_reference_restricted_to_the_sets(tiny_bundle):
     p = dyfip_predict(model, split.images, table, k, tau, **rule)
     run = ~p.exited
     assert run.any()
-    correct = p.classes == y
+    # the real static+exit baseline: same branch, so same routing and sets as DyFiP
+    static_exit = dyfip_predict(load_checkpoint(tiny_bundle / "baseline_static_exit.pt"),
+                                split.images, table, k, tau, static=True, **rule)
+    assert np.array_equal(static_exit.exited, p.exited)
+    assert np.array_equal(static_exit.decision.subsets, p.decision.subsets)
+    correct = static_exit.classes == y
     errors = within_set_errors(unpruned, p, y, correct)
-    assert errors["static_exit"] == errors["dyfip"]
-    # independently: the base network's stage-B logits, best class of the set per image
-    hit = np.flatnonzero(run & (p.decision.subsets == y[:, None]).any(axis=1))
+    # independently: each method's errors on the routed images with the label in the set
+    within = run & (p.decision.subsets == y[:, None]).any(axis=1)
+    assert errors["static_exit"] == pytest.approx(np.sum(within & ~correct) / len(y))
+    assert errors["dyfip"] == pytest.approx(np.sum(within & (p.classes != y)) / len(y))
+    # ... and the base network's stage-B logits, best class of the set per image
+    hit = np.flatnonzero(within)
     with torch.no_grad():
         logits = base.stage_b_logits(base.features(images_to_float(split.images[hit]))).numpy()
     best = [max(set(s), key=lambda c: row[c]) for row, s in zip(logits, p.decision.subsets[hit])]

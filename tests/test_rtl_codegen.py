@@ -1,6 +1,8 @@
 """dyfip_hw.rtl_codegen: word packing, memory layouts, wrapper, accumulator width."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -45,9 +47,11 @@ def test_accumulator_width_and_threshold_clipping() -> None:
     p, t = cg.resolve_params(P, w, th)
     assert t.min() == lo and t.max() == hi + 1
     assert p.accu_bits == cg.signed_bits(lo, hi + 1)
-    with pytest.raises(ValueError):
+    # lo = -8 * 15 * 12 = -1440, thresholds up to hi + 1 = 1: 12 signed bits
+    with pytest.raises(ValueError, match=r"^accu_bits=4 < 12 bits needed for exact accumulation$"):
         cg.resolve_params(cg.MvauRtlParams(**{**P.__dict__, "accu_bits": 4}), w, th)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape("weights must be (MW, MH) = (12, 4); "
+                                                   "got (12, 2)")):
         cg.resolve_params(P, w[:, :2], th)
 
 

@@ -21,6 +21,10 @@ CASES = {
     "pe_eq_mh_noact": MvauRtlParams(pe=4, simd=4, mw=8, mh=4, num_pixels=2, weight_bits=3,
                                     act_bits=2, use_thresholds=False, accu_bits=10,
                                     name="mmv_pe_eq_mh"),
+    # more neuron folds than synapse folds (NF=8 > SF=2): with every filter off the zero
+    # output words, not the input, set the cycles (max(SF, NF))
+    "nf_gt_sf": MvauRtlParams(pe=1, simd=2, mw=4, mh=8, num_pixels=2, out_bits=2,
+                              accu_bits=12, name="mmv_nf_gt_sf"),
 }
 
 
@@ -149,5 +153,7 @@ def test_elaboration_error_for_non_dividing_parameters(params: dict, message: st
 
 
 def test_python_params_reject_non_dividing() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^PE=3 does not divide MH=8$"):
         MvauRtlParams(pe=3, simd=1, mw=4, mh=8)
+    with pytest.raises(ValueError, match="^SIMD=3 does not divide the 4 input channels$"):
+        MvauRtlParams(pe=1, simd=3, mw=4, mh=8)

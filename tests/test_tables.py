@@ -3,7 +3,8 @@ import re
 import numpy as np
 import pytest
 
-from dyfip.tables import MaskTable, TableError, keep_count, select_mask, subset_scores
+from dyfip.tables import (MaskTable, TableError, keep_count, normalise, select_mask,
+                          subset_scores)
 
 
 def _importance(c=5, filters=(16, 8), seed=0):
@@ -230,3 +231,111 @@ def test_build_refuses_what_load_would():
     with pytest.raises(TableError, match="block size 1 is not a multiple of its group size 4"):
         MaskTable.build(_importance(), k=2, budget=0.5, group_sizes=4, model_hash="h",
                         block_sizes=[1] * len(_importance()))
+
+
+def test_static_mask_weighs_every_class_including_the_last():
+    """Own attributions (normalised to sum 1 per class): classes 0 and 1 each put 2/3 on
+    filter 0 and 1/3 on filter 3, class 2 puts all on filter 3. Summed over all three
+    classes: filter 0 4/3, filter 3 2/3 + 1 = 5/3, so the one kept filter is 3 (classes 0
+    and 1 alone would keep filter 0)."""
+    imp = np.zeros((3, 3, 4))
+    imp[0, 0] = imp[1, 1] = [2.0, 0, 0, 1.0]
+    imp[2, 2] = [0, 0, 0, 7.0]
+    t = MaskTable.build({"l": imp}, k=1, budget=0.25, group_sizes=1, model_hash="h")
+    assert t.static_masks[0].tolist() == [False, False, False, True]
+    assert np.flatnonzero(t.masks_for((0,))[0]).tolist() == [0]
+    assert np.flatnonzero(t.masks_for((2,))[0]).tolist() == [3]
+
+
+def test_importance_is_normalised_per_image_class():
+    """Each image class's (C, F) block is divided by the abs sum of its own attributions:
+    class 0 by |2| + |-2| + |4| = 8, class 1 by 1."""
+    imp = np.zeros((2, 2, 3))
+    imp[0, 0] = [2.0, -2.0, 4.0]
+    imp[0, 1] = [8.0, 0.0, 0.0]
+    imp[1, 1] = [0.0, 1.0, 0.0]
+    imp[1, 0] = [0.0, 0.0, 3.0]
+    assert normalise(imp).tolist() == [[[0.25, -0.25, 0.5], [1.0, 0.0, 0.0]],
+                                       [[0.0, 0.0, 3.0], [0.0, 1.0, 0.0]]]
+    assert subset_scores(imp, (0, 1), "class").tolist() == [0.25, 0.75, 0.5]
+    assert normalise(np.zeros((2, 2, 3))).tolist() == np.zeros((2, 2, 3)).tolist()
+    # unnormalised, class 0's larger attributions would win: [2, -1, 4] keeps filter 2;
+    # normalised, filter 1 (class 1's only filter) wins
+    t = MaskTable.build({"l": imp}, k=1, budget=1 / 3, group_sizes=1, model_hash="h")
+    assert t.static_masks[0].tolist() == [False, True, False]
+
+
+def test_contrast_scores_hand_computed():
+    """Normalised: own rows [0.5, 0.5] (class 0, scale 2) and [1, 0] (class 1, scale 2);
+    cross rows imp[0, 1] = [1, 0], imp[1, 0] = [0, 2]. class: [1.5, 0.5]; contrast adds
+    |[0.5, 0.5] - [1, 0]| = [0.5, 0.5] and |[1, 0] - [0, 2]| = [1, 2]: [3, 3]."""
+    imp = np.zeros((2, 2, 2))
+    imp[0, 0], imp[0, 1] = [1.0, 1.0], [2.0, 0.0]
+    imp[1, 1], imp[1, 0] = [2.0, 0.0], [0.0, 4.0]
+    assert subset_scores(imp, (0, 1), "class").tolist() == [1.5, 0.5]
+    assert subset_scores(imp, (0, 1), "contrast").tolist() == [3.0, 3.0]
+    assert subset_scores(imp, (1,), "contrast").tolist() == [1.0, 0.0]  # no pairs
+
+
+@pytest.mark.parametrize("filters, budget, group, kept", [
+    (16, 0.3, 1, 4),  # 4.8 filters -> 4
+    (16, 0.3, 2, 2),  # 2.4 groups -> 2 (4 filters)
+    (16, 0.3, 4, 1),  # 1.2 groups -> 1 (4 filters)
+    (16, 0.3, 8, 1),  # 0.6 groups -> at least one
+    (16, 0.25, 1, 4), (16, 0.25, 4, 1), (16, 1.0, 4, 4),
+    (100, 0.29, 1, 29),  # 0.29 * 100 = 28.999999999999996 in floats: still 29
+    (10, 0.99, 1, 9), (10, 0.01, 1, 1)])
+def test_keep_count_floors_whole_groups(filters, budget, group, kept):
+    assert keep_count(filters, budget, group) == kept
+    scores = np.arange(filters, dtype=np.float64)
+    assert select_mask(scores, budget, group).sum() == kept * group
+
+
+def test_keep_count_floor_in_built_tables():
+    """0.3 of 16 filters: 4 filters in groups of 1, 4 in groups of 2, 4 in groups of 4."""
+    for group in (1, 2, 4):
+        t = MaskTable.build(_importance(filters=(16,)), k=2, budget=0.3, group_sizes=group,
+                            model_hash="h")
+        assert (t.masks[0].sum(axis=1) == 4).all() and t.static_masks[0].sum() == 4
+
+
+def test_validate_limits_are_exact():
+    """32 filters, groups of 2, blocks of 8, budget 0.375: 6 groups (12 filters) in at
+    most 2 blocks. At the limits the table passes; one group more fails."""
+    t = MaskTable.build(_importance(c=3, filters=(32,)), k=1, budget=0.375, group_sizes=2,
+                        model_hash="h", block_sizes=[8])
+    assert (t.masks[0].sum(axis=1) == 12).all()
+    row = np.zeros(32, bool)
+    row[0:8] = row[8:12] = True  # 12 filters in blocks 0 and 1: exactly the limits
+    t.masks[0][0] = row
+    t.validate()
+    over = row.copy()
+    over[12:14] = True  # a 7th group, still in 2 blocks
+    t.masks[0][0] = over
+    with pytest.raises(TableError, match="keeps more than its budget of 12 filters"):
+        t.validate()
+    spread = np.zeros(32, bool)
+    spread[[0, 1, 8, 9, 16, 17]] = True  # 3 groups, under budget, in 3 blocks
+    t.masks[0][0] = spread
+    with pytest.raises(TableError, match="masks in 3 blocks of 8 filters; its budget allows 2"):
+        t.validate()
+    t.masks[0][0] = row
+    t.static_masks[0] = spread  # the static mask is held to the same limits
+    with pytest.raises(TableError, match="masks in 3 blocks"):
+        t.validate()
+    t.static_masks[0] = over
+    with pytest.raises(TableError, match="keeps more than its budget of 12 filters"):
+        t.validate()
+
+
+def test_a_table_missing_a_sets_mask_is_refused(tmp_path):
+    """Distinct sorted sets are not enough: every set of k..k_max classes needs its row,
+    else the driver meets a candidate set without a mask at run time."""
+    import dataclasses
+
+    t = MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=1, model_hash="h")
+    assert len(t.subsets) == 10  # 5 classes, pairs
+    keep = np.arange(10) != 3  # drop the set {0, 4}
+    short = dataclasses.replace(t, subsets=t.subsets[keep], masks=[m[keep] for m in t.masks])
+    with pytest.raises(TableError, match="masks for 9 class sets, but 5 classes have 10 sets"):
+        short.validate()

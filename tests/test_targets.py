@@ -1,3 +1,5 @@
+import pytest
+
 from dyfip.targets import TARGETS, check_targets, describe
 
 
@@ -52,3 +54,44 @@ def test_console_summary_names_the_missed_targets():
     last = summary(report).splitlines()[-1]
     assert last == ("targets (digits): full_minus_dyfip +0.56 pt (<= +0.50 pt) MISSED; "
                     "dyfip_minus_static_exit -0.28 pt (>= +0.00 pt) MISSED")
+
+
+# The bars as the issue states them: (target, bar, at_most), written out by hand.
+BARS = {
+    "fashion-mnist": [("full_accuracy", 0.925, False), ("full_minus_dyfip", 0.01, True),
+                      ("dyfip_macs_worst", 0.25, True), ("dyfip_macs_avg", 0.15, True),
+                      ("dyfip_minus_static_exit", 0.003, False)],
+    "digits": [("full_accuracy", 0.97, False), ("full_minus_dyfip", 0.005, True),
+               ("dyfip_macs_avg", 0.35, True), ("dyfip_macs_worst", 0.40, True),
+               ("dyfip_minus_static_exit", 0.0, False)],
+}
+# every figure comfortably inside its bar, per data set
+EASY = {"fashion-mnist": dict(full_accuracy=0.95, full_minus_dyfip=0.0, dyfip_macs_worst=0.1,
+                              dyfip_macs_avg=0.05, dyfip_minus_static_exit=0.02),
+        "digits": dict(full_accuracy=0.99, full_minus_dyfip=0.0, dyfip_macs_worst=0.2,
+                       dyfip_macs_avg=0.1, dyfip_minus_static_exit=0.02)}
+
+
+def _report_of(dataset, full_accuracy, full_minus_dyfip, dyfip_macs_worst, dyfip_macs_avg,
+               dyfip_minus_static_exit):
+    dyfip = full_accuracy - full_minus_dyfip
+    return _report(dataset, full_accuracy, dyfip - dyfip_minus_static_exit, dyfip,
+                   macs_avg=dyfip_macs_avg, macs_worst=dyfip_macs_worst) | {
+        "margin_vs_static_exit": dyfip_minus_static_exit}
+
+
+@pytest.mark.parametrize("dataset, name, bar, at_most",
+                         [(d, *bar) for d, bars in BARS.items() for bar in bars])
+@pytest.mark.parametrize("offset", [0.0, -1e-6, 1e-6])
+def test_each_bar_at_just_below_and_just_above(dataset, name, bar, at_most, offset):
+    """A bar holds at its value; 1e-6 past it (far beyond the 1e-9 float tolerance) it is
+    missed, 1e-6 inside it holds. Only that figure moves; the others stay inside."""
+    assert {n for n, _, _ in BARS[dataset]} == {t.name for t in TARGETS[dataset]}
+    checks = check_targets(_report_of(dataset, **{**EASY[dataset], name: bar + offset}))
+    assert set(checks) == {n for n, _, _ in BARS[dataset]}
+    c = checks[name]
+    assert (c["bar"], c["at_most"]) == (bar, at_most)
+    assert c["value"] == pytest.approx(bar + offset, abs=1e-12)
+    inside = offset == 0 or (offset < 0) == at_most
+    assert c["holds"] is inside
+    assert all(other["holds"] for n, other in checks.items() if n != name), checks

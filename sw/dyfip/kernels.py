@@ -71,6 +71,8 @@ def masked_mvau(x: np.ndarray, weights: np.ndarray, thresholds: np.ndarray | Non
     weights = np.asarray(weights)
     if x.ndim != 3:
         raise ValueError(f"input must be (N, P, MW); got shape {x.shape}")
+    if weights.ndim != 2:
+        raise ValueError(f"weights must be (MW, MH); got shape {weights.shape}")
     mw, mh = weights.shape
     if x.shape[2] != mw:
         raise ValueError(f"input vector length {x.shape[2]} != MW={mw} of the weights")
@@ -84,8 +86,9 @@ def masked_mvau(x: np.ndarray, weights: np.ndarray, thresholds: np.ndarray | Non
                     weights.astype(np.int64))
     if thresholds is not None:
         thresholds = np.asarray(thresholds)
-        if thresholds.shape[0] != mh:
-            raise ValueError(f"thresholds have {thresholds.shape[0]} rows, MH={mh}")
+        if thresholds.ndim != 2 or thresholds.shape[0] != mh:
+            raise ValueError(f"thresholds must be (MH={mh}, steps); got shape "
+                             f"{thresholds.shape}")
         acc = (acc[..., None] >= thresholds[None, None]).sum(-1)
     return np.where(filt[:, None, :], acc, 0)
 

@@ -51,6 +51,14 @@ def layer_budgets(budget: Budget, layers: int) -> list[float]:
     return per_layer
 
 
+def candidate_sets(num_classes: int, k: int, k_max: int) -> np.ndarray:
+    """Every set of ``k..k_max`` of ``num_classes`` classes as sorted rows of ``k_max`` ids,
+    by size, then lexicographic (combinations are sorted, so repeating the last class is
+    :func:`dyfip.decision.pad_sets`' canonical form)."""
+    sets = [s for j in range(k, k_max + 1) for s in itertools.combinations(range(num_classes), j)]
+    return np.array([s + (s[-1],) * (k_max - len(s)) for s in sets], dtype=np.int64)
+
+
 def check_sizes(what: str, sizes: list[int], layers: int) -> None:
     """``what`` (group / block) sizes: one whole number >= 1 per layer."""
     if len(sizes) != layers:
@@ -197,10 +205,7 @@ class MaskTable:
         if not 1 <= k <= k_max < num_classes:
             raise TableError(f"k={k}, k_max={k_max} must satisfy 1 <= k <= k_max <= "
                              f"{num_classes - 1} for {num_classes} classes")
-        sets = [s for j in range(k, k_max + 1)
-                for s in itertools.combinations(range(num_classes), j)]
-        # combinations are sorted, so repeating the last class is pad_sets' canonical form
-        subsets = np.array([s + (s[-1],) * (k_max - len(s)) for s in sets], dtype=np.int64)
+        subsets = candidate_sets(num_classes, k, k_max)
         masks, static = [], []
         for name, keep, group, block in zip(names, budgets, group_sizes, block_sizes):
             imp = importance[name]
@@ -283,6 +288,10 @@ class MaskTable:
                 or not np.array_equal(pad_sets(self.subsets, set_sizes(self.subsets)),
                                       self.subsets)):
             raise TableError(f"{source}: subsets are not distinct sorted class sets")
+        expected = len(candidate_sets(self.num_classes, self.k, self.k_max))
+        if n != expected:  # distinct sets of k..k_max classes: all of them, or one lacks a mask
+            raise TableError(f"{source}: masks for {n} class sets, but {self.num_classes} "
+                             f"classes have {expected} sets of {self.k}..{self.k_max}")
         layers = len(self.layer_names)
         if not len(self.group_sizes) == len(self.block_sizes) == len(self.masks) == layers:
             raise TableError(f"{source}: {layers} layers but {len(self.masks)} masks, "

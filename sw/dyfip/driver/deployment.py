@@ -194,10 +194,12 @@ class Deployment:
             problems.append(f"branch feature scale {b.feature_scale:.6g} != stage A output "
                             f"scale {float(a['feature_scale']):.6g}")
         k_max = max(self.k, self.k_max)
-        if (t.k, t.k_max) != (self.k, k_max) or t.num_classes > b.num_classes:
-            problems.append(f"tables are for sets of {t.k}..{t.k_max} of {t.num_classes} "
-                            f"classes, the config for {self.k}..{k_max}, the branch has "
-                            f"{b.num_classes} classes")
+        if (t.k, t.k_max) != (self.k, k_max):
+            problems.append(f"{names.TABLES} has masks for sets of {t.k}..{t.k_max} classes, "
+                            f"{names.CONFIG} asks for {self.k}..{k_max}")
+        if t.num_classes != b.num_classes:  # fewer: sets with the missing classes have no mask
+            problems.append(f"{names.TABLES} covers {t.num_classes} classes, {names.BRANCH} "
+                            f"has {b.num_classes}")
         if problems:
             raise BundleMismatchError(f"bundle {self.root} is inconsistent (files from "
                                       f"different models?): {'; '.join(problems)}")
