@@ -73,7 +73,8 @@ def test_pooled_paired_comparisons_over_every_runs_images(tmp_path):
     assert out["pooled_vs_full"]["margin"] == pytest.approx((3 - 6) / 300)
     se = (3 + 6 - 3 ** 2 / 300) ** 0.5 / 300  # McNemar over the 300 shared images
     assert out["pooled_vs_full"]["paired_se"] == pytest.approx(se)
-    assert (f"pooled over 300 test images: DyFiP - static_exit +1.67 +- "
+    assert (f"pooled over 300 test predictions (runs x test images): DyFiP - static_exit "
+            f"+1.67 +- "
             f"{100 * out['pooled_vs_static_exit']['paired_se']:.2f}; full - DyFiP 1.00 +- "
             f"{100 * se:.2f} points") in format_summary(out)
     r = json.loads(paths[1].read_text())

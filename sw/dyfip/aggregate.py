@@ -162,8 +162,8 @@ def format_summary(summary: dict) -> str:
                  f"full - DyFiP: {100 * d['mean']:.2f} +- {100 * d['se']:.2f} points")
     if "pooled_vs_static_exit" in summary:
         p, f = summary["pooled_vs_static_exit"], summary.get("pooled_vs_full")
-        line = (f"pooled over {p['images']} test images: DyFiP - static_exit "
-                f"{100 * p['margin']:+.2f} +- {100 * p['paired_se']:.2f}")
+        line = (f"pooled over {p['images']} test predictions (runs x test images): DyFiP - "
+                f"static_exit {100 * p['margin']:+.2f} +- {100 * p['paired_se']:.2f}")
         if f is not None:  # vs_full's margin is DyFiP - full: the gap is its negative
             line += f"; full - DyFiP {-100 * f['margin']:.2f} +- {100 * f['paired_se']:.2f}"
         lines.append(line + " points (paired s.e.)")
