@@ -182,18 +182,6 @@ def test_auto_board_without_a_device_is_the_simulation(bundle_dir, monkeypatch):
     assert isinstance(DyFiP.open(bundle_dir).device, sim.SimDevice)
 
 
-def test_classify_full_is_not_the_reports_full_network():
-    """classify_full runs the deployed (mask-fine-tuned) weights with every filter on:
-    its docs and the notebooks' README must not call it the report's full network."""
-    doc = " ".join(DyFiP.classify_full.__doc__.split())
-    assert "every filter enabled" in doc and "NOT the report's ``full``" in doc
-    readme = (Path(__file__).parents[1] / "notebooks" / "README.md").read_text()
-    line = next(x for x in readme.splitlines() if "accel.classify_full(" in x)
-    assert "deployed network with every filter enabled" in line
-    assert "not report.json's full network" in readme
-    assert "timing against the full network" not in readme
-
-
 def test_unflushed_input_is_not_seen_by_the_device(fresh, reference):
     """Simulated DDR is only updated by flush(): the driver's cache handling is exercised."""
     buf = fresh.stage_a.ibuf["pixels"]
