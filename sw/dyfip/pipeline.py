@@ -391,6 +391,7 @@ class Pipeline:
         bundle.write_json(self.path(bundle.REPORT_JSON), report)
         write_report(report, self.path(bundle.REPORT_MD))
 
+
 def fold_settings(config: Config) -> dict:
     """The settings a folding depends on (the board, and the budget and PE cap that steer
     the filter-enable layers' PE, i.e. the mask groups)."""
