@@ -37,3 +37,41 @@ def test_files_get_umask_permissions_not_mkstemp_0600(tmp_path):
     path = tmp_path / "tables.npz"
     bundle.write_npz(path, x=[1, 2])
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+NESTED = {"k": 2, "tau": 0.9, "flag": True, "stages": {"b": {"params": "b.npz"}}}
+
+
+@pytest.mark.parametrize("key, kind, value", [
+    ("k", int, 2), ("k", float, 2), ("tau", float, 0.9), ("flag", bool, True),
+    ("stages.b.params", str, "b.npz"), ("stages.b", dict, {"params": "b.npz"}),
+    ("tau", (int, str), None),
+])
+def test_json_field_types(key, kind, value):
+    """JSON typing: an integer is a number, true/false are neither; dotted keys nest."""
+    if value is None:
+        with pytest.raises(ValueError, match=r"f\.json: field 'tau' must be an integer or a "
+                                             r"string; got 0\.9: redo"):
+            bundle.json_field(NESTED, key, "f.json", kind, "redo")
+    else:
+        assert bundle.json_field(NESTED, key, "f.json", kind, "redo") == value
+
+
+@pytest.mark.parametrize("data, key, kind, message", [
+    (NESTED, "flag", int, r"field 'flag' must be an integer; got True"),
+    (NESTED, "flag", float, r"field 'flag' must be a number; got True"),
+    (NESTED, "tau", int, r"field 'tau' must be an integer; got 0\.9"),
+    (NESTED, "stages.a.params", str, r"f\.json has no field 'stages\.a\.params': redo"),
+    (NESTED, "k.x", int, r"f\.json: field 'k' must be a JSON object; got 2: redo"),
+    ([1], "k", int, r"f\.json: the file must be a JSON object; got \[1\]: redo"),
+])
+def test_json_field_names_file_field_and_value(data, key, kind, message):
+    with pytest.raises(RuntimeError, match=message):
+        bundle.json_field(data, key, "f.json", kind, "redo", error=RuntimeError)
+
+
+def test_json_field_default_only_when_absent():
+    assert bundle.json_field(NESTED, "k_max", "f.json", int, default=0) == 0
+    assert bundle.json_field(NESTED, "stages.a.params", "f.json", str, default=None) is None
+    with pytest.raises(ValueError, match="must be an integer"):
+        bundle.json_field(NESTED, "tau", "f.json", int, default=0)

@@ -302,14 +302,18 @@ def _drop(path: Path, dotted: str) -> None:
     ("config.json", lambda p: p.write_text("[1]"), r"config\.json is corrupt \(a JSON list"),
     ("config.json", lambda p: _edit_json(p, tau=None), r"config\.json has no field 'tau'"),
     ("config.json", lambda p: _edit_json(p, tau=5), r"config\.json: tau must be a probability"),
-    ("config.json", lambda p: _edit_json(p, k="two"), r"config\.json: field 'k' is malformed"),
+    ("config.json", lambda p: _edit_json(p, k=2.5), r"config\.json: field 'k' must be an "
+     r"integer; got 2\.5"),
+    ("accel/layers.json", lambda p: _edit_json(p, filters_per_layer=[8.5, True]),
+     r"layers\.json: field 'filters_per_layer' must be a list of integers > 0; got \[8\.5"),
+    ("config.json", lambda p: _edit_json(p, k="two"), r"config\.json: field 'k' must be an integer; got 'two'"),
     ("accel/stage_b.npz", Path.unlink, r"stage_b\.npz not found: .*dyfip build --estimate"),
     ("estimates.json", lambda p: _edit_json(p, clk_ns=0), r"estimates\.json: field 'clk_ns' "
      r"must be a finite number > 0; got 0.*dyfip build --estimate"),
     ("estimates.json", lambda p: _edit_json(p, clk_ns=-10), r"estimates\.json: field "
      r"'clk_ns' .* got -10"),
     ("estimates.json", lambda p: _edit_json(p, clk_ns="fast"), r"estimates\.json: field "
-     r"'clk_ns' is malformed"),
+     r"'clk_ns' must be a number; got 'fast'"),
     ("accel/layers.json", lambda p: _drop(p, "filters_per_layer"), r"layers\.json has no "
      r"field 'filters_per_layer': .*dyfip build --estimate"),
     ("accel/layers.json", lambda p: _drop(p, "feature_scale"), r"layers\.json has no field "
@@ -317,13 +321,13 @@ def _drop(path: Path, dotted: str) -> None:
     ("accel/layers.json", lambda p: _drop(p, "stages.stage_b.layers"), r"layers\.json has no "
      r"field 'stages\.stage_b\.layers': .*dyfip build --estimate"),
     ("accel/layers.json", lambda p: _edit_json(p, filters_per_layer="64"), r"layers\.json: "
-     r"field 'filters_per_layer' is malformed"),
+     r"field 'filters_per_layer' must be a list; got '64'"),
     ("config.json", lambda p: _edit_json(p, set_mass="abc"), r"config\.json: field "
-     r"'set_mass' is malformed \('abc'.*dyfip run"),
+     r"'set_mass' must be a number; got 'abc'.*dyfip run"),
     ("config.json", lambda p: _edit_json(p, set_mass=1.5), r"config\.json: field 'set_mass' "
      r"must be in \(0, 1\]"),
-    ("config.json", lambda p: _edit_json(p, k_max="abc"), r"config\.json: field 'k_max' is "
-     r"malformed \('abc'.*dyfip run"),
+    ("config.json", lambda p: _edit_json(p, k_max="abc"), r"config\.json: field 'k_max' must "
+     r"be an integer; got 'abc'.*dyfip run"),
     ("tables.npz", _junk, r"tables\.npz is corrupt \(ValueError: Cannot load file containing "
      "pickled data"),
     ("tables.npz", _truncate, r"tables\.npz is corrupt \(BadZipFile"),
@@ -331,7 +335,7 @@ def _drop(path: Path, dotted: str) -> None:
     ("tables.npz", lambda p: _drop_npz(p, "subsets"), r"table file .*tables\.npz is missing "
      "field 'subsets'"),
 ], ids=["junk-branch", "truncated-branch", "estimates-brace", "config-list", "config-no-tau",
-        "config-tau-5", "config-k-str", "no-stage-b", "clk-0", "clk-negative", "clk-str",
+        "config-tau-5", "config-k-float", "filters-float", "config-k-str", "no-stage-b", "clk-0", "clk-negative", "clk-str",
         "no-filters", "no-feature-scale", "no-stage-b-layers", "filters-str", "set-mass-str",
         "set-mass-1.5", "k-max-str", "junk-tables", "truncated-tables", "no-tables",
         "tables-no-subsets"])

@@ -315,14 +315,14 @@ def test_failed_build_keeps_previous_accel(hw_bundle, tmp_path):
 
 
 @pytest.mark.parametrize("name, text, message", [
-    ("folding.json", "{}", r"folding.json: no field 'board': run 'dyfip fold"),
+    ("folding.json", "{}", r"folding.json has no field 'board': run 'dyfip fold"),
     ("folding.json", "[1]", r"folding.json: the file must be a JSON object"),
     ("folding.json", '{"board": "Pynq-Z2", "group_size": [2]}',
-     r"folding.json: field 'group_size' must be dict; got \[2\]"),
+     r"folding.json: field 'group_size' must be a JSON object; got \[2\]"),
     ("folding.json", '{"board": ', r"folding.json is corrupt \(JSONDecodeError"),
-    ("report.json", "{}", r"report.json: no field 'full': run 'dyfip evaluate"),
+    ("report.json", "{}", r"report.json has no field 'full\.cycles_avg': run 'dyfip evaluate"),
     ("report.json", '{"full": {"cycles_avg": "x"}}',
-     r"report.json: field 'full.cycles_avg' must be int or float; got 'x'"),
+     r"report.json: field 'full.cycles_avg' must be a number; got 'x'"),
 ])
 def test_bad_bundle_files_named(hw_bundle, tmp_path, capsys, name, text, message):
     """Malformed folding.json / report.json: the CLI error names the file and the field,

@@ -26,8 +26,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from dyfip.bundle import (CHECKPOINT, FOLDING, REPORT_JSON, atomic_write_with, read_json,
-                          write_json, write_npz)
+from dyfip.bundle import (CHECKPOINT, FOLDING, REPORT_JSON, atomic_write_with, json_field,
+                          read_json, write_json, write_npz)
 from dyfip.dataflow import FORMAT_VERSION, LAYERS_JSON, Accelerator
 from dyfip.evaluate import METHODS as REPORT_METHODS
 from dyfip.model import model_hash
@@ -234,24 +234,6 @@ def publish(staged: Path, bundle: Path) -> None:
     os.replace(staged / ESTIMATES, bundle / ESTIMATES)
 
 
-def require_fields(path: Path, data: Any, kinds: dict[str, type | tuple[type, ...]],
-                   hint: str, prefix: str = "") -> None:
-    """``data`` is a JSON object whose fields ``kinds`` have those types, else a ValueError
-    naming ``path``, the field (``prefix`` + key) and the value."""
-    if not isinstance(data, dict):
-        where = f"field {prefix.rstrip('.')!r}" if prefix else "the file"
-        raise ValueError(f"{path}: {where} must be a JSON object; got {data!r:.80}: {hint}")
-    for key, kind in kinds.items():
-        if key not in data:
-            raise ValueError(f"{path}: no field {prefix + key!r}: {hint}")
-        value = data[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            options = kind if isinstance(kind, tuple) else (kind,)
-            names = " or ".join(k.__name__ for k in options)
-            raise ValueError(f"{path}: field {prefix + key!r} must be {names}; got "
-                             f"{value!r:.80}: {hint}")
-
-
 def read_optional(bundle: Path, name: str, step: str) -> tuple[Path, Any, str] | None:
     """(path, JSON content, hint) of the bundle file ``name`` that ``dyfip step`` writes;
     None without one."""
@@ -264,7 +246,8 @@ def read_folding(bundle: Path) -> dict | None:
     if (found := read_optional(bundle, FOLDING, "fold")) is None:
         return None
     path, folded, hint = found
-    require_fields(path, folded, {"board": str, "group_size": dict}, hint)
+    for key, kind in (("board", str), ("group_size", dict)):
+        json_field(folded, key, path, kind, hint)
     return folded
 
 
@@ -273,10 +256,8 @@ def report_paths(bundle: Path) -> dict | None:
     if (found := read_optional(bundle, REPORT_JSON, "evaluate")) is None:
         return None
     path, report, hint = found
-    for m in REPORT_METHODS:
-        require_fields(path, report, {m: dict}, hint)
-        require_fields(path, report[m], {f: (int, float) for f in PATH_FIGURES}, hint, f"{m}.")
-    return {m: {f: report[m][f] for f in PATH_FIGURES} for m in REPORT_METHODS}
+    return {m: {f: json_field(report, f"{m}.{f}", path, float, hint) for f in PATH_FIGURES}
+            for m in REPORT_METHODS}
 
 
 def check_folding(bundle: Path, folded: dict | None, board: str,

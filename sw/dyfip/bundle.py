@@ -97,6 +97,42 @@ def read_json(path: str | Path, hint: str = RERUN, **errors: type[Exception]) ->
     return read_file(path, lambda p: json.loads(p.read_text()), hint, **errors)
 
 
+KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+              list: "a list", dict: "a JSON object"}
+_ABSENT = object()
+
+
+def _is_kind(value: Any, kinds: tuple[type, ...]) -> bool:
+    """JSON typing: an integer is also a number; true / false are neither."""
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds) or (float in kinds and isinstance(value, int))
+
+
+def json_field(data: Any, key: str, path: str | Path, kind: type | tuple[type, ...] = object,
+               hint: str = RERUN, *, default: Any = _ABSENT,
+               error: type[Exception] = ValueError) -> Any:
+    """Field ``key`` of the JSON object ``data`` read from ``path`` (dotted for nested
+    objects: ``"stages.stage_b.params"``), of type ``kind`` (``float``: any number);
+    ``default`` when absent, if given. Else ``error`` naming the file, the field, the
+    value and ``hint`` (what to re-run)."""
+    node, parent = data, ""
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            where = f"field {parent!r}" if parent else "the file"
+            raise error(f"{path}: {where} must be a JSON object; got {node!r:.80}: {hint}")
+        if part not in node:
+            if default is not _ABSENT:
+                return default
+            raise error(f"{path} has no field {key!r}: {hint}")
+        node, parent = node[part], f"{parent}.{part}" if parent else part
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if kind is not object and not _is_kind(node, kinds):
+        names = " or ".join(KIND_NAMES.get(k, k.__name__) for k in kinds)
+        raise error(f"{path}: field {key!r} must be {names}; got {node!r:.80}: {hint}")
+    return node
+
+
 def read_npz(path: str | Path, hint: str = RERUN, keys: Iterable[str] | None = None,
              **errors: type[Exception]) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file (no pickles); with ``keys`` only those it has."""

@@ -14,7 +14,7 @@ from ..dataflow import BUILD_HINT
 from ..tables import MaskTable, TableError
 from .branch import Branch
 from .errors import BundleError, BundleMismatchError
-from .files import field_at, file_field, read_bytes, read_json, read_npz
+from .files import json_field, read_bytes, read_json, read_npz
 
 ACCEL = "accel"
 LAYERS = "layers.json"
@@ -54,36 +54,32 @@ def check_positive(value: Any, name: str, error: type[ValueError] = ValueError,
     return number
 
 
-def _int_list(value: Any) -> list[int]:
-    if not isinstance(value, list):
-        raise TypeError(f"a JSON {type(value).__name__}, not a list")
-    return [int(v) for v in value]
-
-
 def check_accel(accel: dict, path: Path) -> None:
     """:class:`BundleError` naming ``path`` and the field unless ``accel/layers.json`` has
     every field the driver reads (filters per layer, feature scale, per stage its inputs,
     outputs, layers and parameter file)."""
-    file_field(accel, "filters_per_layer", path, _int_list, hint=BUILD_HINT)
-    check_positive(file_field(accel, "feature_scale", path, float, hint=BUILD_HINT),
+    filters = json_field(accel, "filters_per_layer", path, list, BUILD_HINT)
+    if not all(type(n) is int and n > 0 for n in filters):
+        raise BundleError(f"{path}: field 'filters_per_layer' must be a list of integers > 0; "
+                          f"got {filters!r:.80}: {BUILD_HINT}")
+    check_positive(json_field(accel, "feature_scale", path, float, BUILD_HINT),
                    f"{path}: field 'feature_scale'", BundleError, BUILD_HINT)
     for stage in ("stage_a", "stage_b"):
-        field_at(accel, f"stages.{stage}.params", path, BUILD_HINT)
+        json_field(accel, f"stages.{stage}.params", path, str, BUILD_HINT)
         for key in STAGE_LISTS:
-            value = field_at(accel, f"stages.{stage}.{key}", path, BUILD_HINT)
-            if not isinstance(value, list) or not value:
+            if not json_field(accel, f"stages.{stage}.{key}", path, list, BUILD_HINT):
                 raise BundleError(f"{path}: field 'stages.{stage}.{key}' must be a non-empty "
-                                  f"list; got {value!r}: {BUILD_HINT}")
+                                  f"list: {BUILD_HINT}")
 
 
 def decision_fields(config: dict, path: Path, default_k: int) -> tuple[float, int, int, float]:
     """``(tau, k, k_max, set_mass)`` of ``config.json``; :class:`BundleError` naming ``path``
     and the field if one is missing (tau) or malformed."""
-    tau = check_tau(file_field(config, "tau", path, float, hint=RUN_HINT), f"{path}: tau",
+    tau = check_tau(json_field(config, "tau", path, float, RUN_HINT), f"{path}: tau",
                     BundleError)
-    k = file_field(config, "k", path, int, default_k, RUN_HINT)
-    k_max = file_field(config, "k_max", path, int, 0, RUN_HINT)
-    set_mass = file_field(config, "set_mass", path, float, 1.0, RUN_HINT)
+    k = json_field(config, "k", path, int, RUN_HINT, default=default_k)
+    k_max = json_field(config, "k_max", path, int, RUN_HINT, default=0)
+    set_mass = json_field(config, "set_mass", path, float, RUN_HINT, default=1.0)
     if not 0.0 < set_mass <= 1.0:  # also rejects NaN
         raise BundleError(f"{path}: field 'set_mass' must be in (0, 1] (the branch probability "
                           f"an adaptive candidate set holds); got {config['set_mass']!r}: "
@@ -138,8 +134,8 @@ class Deployment:
         check_accel(accel, accel_path)
         est_path = root / ESTIMATES
         estimates = read_json(est_path, BUILD_HINT) if est_path.exists() else {}
-        clk_ns = check_positive(file_field(estimates, "clk_ns", est_path, float,
-                                           DEFAULT_CLK_NS, BUILD_HINT),
+        clk_ns = check_positive(json_field(estimates, "clk_ns", est_path, float, BUILD_HINT,
+                                           default=DEFAULT_CLK_NS),
                                 f"{est_path}: field 'clk_ns'", BundleError, BUILD_HINT)
         try:
             table = MaskTable.load(root / names.TABLES)

@@ -2,16 +2,15 @@
 :class:`BundleError` naming it (:mod:`dyfip.bundle`'s readers with the driver's error)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from .. import bundle
 from .errors import BundleError
 
-T = TypeVar("T")
 AS_BUNDLE_ERROR = {"corrupt": BundleError, "missing": BundleError}
 
 
@@ -34,29 +33,9 @@ def read_bytes(path: Path, hint: str) -> bytes:
     return bundle.read_file(path, Path.read_bytes, hint, **AS_BUNDLE_ERROR)
 
 
-def file_field(data: dict[str, Any], key: str, path: Path, kind: Callable[[Any], T],
-               default: T | None = None, hint: str = "") -> T:
-    """``kind(data[key])`` of a file's field, ``default`` if absent (and not None);
-    :class:`BundleError` naming ``path`` (and ``hint``: what to re-run) if it is missing or
-    malformed."""
-    tail = f": {hint}" if hint else ""
-    if key not in data:
-        if default is not None:
-            return default
-        raise BundleError(f"{path} has no field {key!r}{tail}")
-    try:
-        return kind(data[key])
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{path}: field {key!r} is malformed ({data[key]!r}: {exc}){tail}"
-                          ) from exc
-
-
-def field_at(data: dict[str, Any], dotted: str, path: Path, hint: str) -> Any:
-    """The nested field ``dotted`` (``"stages.stage_b.layers"``) of a JSON object;
-    :class:`BundleError` naming ``path`` and the field if it is missing."""
-    node: Any = data
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            raise BundleError(f"{path} has no field {dotted!r}: {hint}")
-        node = node[key]
-    return node
+def json_field(data: dict[str, Any], key: str, path: Path,
+               kind: type | tuple[type, ...] = object, hint: str = "", **default: Any) -> Any:
+    """Field ``key`` (dotted when nested) of a bundle file's JSON object, of type ``kind``
+    (``default=...`` when absent); :class:`BundleError` naming ``path``, the field and
+    ``hint`` (what to re-run) if it is missing or malformed (:func:`dyfip.bundle.json_field`)."""
+    return bundle.json_field(data, key, path, kind, hint, error=BundleError, **default)
