@@ -75,3 +75,23 @@ def test_json_field_default_only_when_absent():
     assert bundle.json_field(NESTED, "stages.a.params", "f.json", str, default=None) is None
     with pytest.raises(ValueError, match="must be an integer"):
         bundle.json_field(NESTED, "tau", "f.json", int, default=0)
+
+
+def test_written_together_replaces_all_or_none(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.npz"
+    bundle.write_json(a, {"v": 0})
+    bundle.write_npz(b, x=[0])
+    with pytest.raises(RuntimeError, match="disk full"):
+        with bundle.written_together():
+            bundle.write_json(a, {"v": 1})
+            bundle.write_npz(b, x=[1])
+            raise RuntimeError("disk full")
+    assert json.loads(a.read_text()) == {"v": 0} and bundle.read_npz(b)["x"].tolist() == [0]
+    with bundle.written_together():
+        bundle.write_json(a, {"v": 2})
+        assert json.loads(a.read_text()) == {"v": 0}  # replaced only at the end
+        bundle.write_npz(b, x=[2])
+    assert json.loads(a.read_text()) == {"v": 2} and bundle.read_npz(b)["x"].tolist() == [2]
+    bundle.write_json(a, {"v": 3})  # outside a block: at once
+    assert json.loads(a.read_text()) == {"v": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.npz"]  # no temps

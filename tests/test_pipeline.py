@@ -3,6 +3,7 @@ import json
 import math
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -428,6 +429,28 @@ def test_refold_and_reexplain_start_from_the_trained_order(tiny_bundle, tmp_path
     # a new network in the same folder has no folding or permutation yet
     assert main(["train", "--out", str(out), "--quick", "--epochs", "1"]) == 0
     assert not (out / "folding.json").exists() and not (out / "permutation.json").exists()
+
+
+def test_interrupted_fold_changes_nothing(tiny_bundle, tmp_path, monkeypatch, capsys):
+    """fold rewrites base.pt, importance.npz, permutation.json and folding.json as one: a
+    failure at its last write leaves all four as they were (a permuted network with
+    importance in the old order would pick the wrong filters)."""
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    names = ("base.pt", "importance.npz", "permutation.json", "folding.json")
+    before = {n: (out / n).read_bytes() for n in names}
+    write_json = bundle.write_json
+
+    def failing(path, data):
+        if Path(path).name == "folding.json":
+            raise OSError("No space left on device")
+        write_json(path, data)
+
+    monkeypatch.setattr(bundle, "write_json", failing)
+    assert main(["fold", "--out", str(out), "--set", "mask_pe_max=1"]) == 2
+    assert "dyfip fold: error: No space left on device" in capsys.readouterr().err
+    assert {n: (out / n).read_bytes() for n in names} == before
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]  # no temporary files
 
 
 @pytest.mark.parametrize("name, damage, message", [

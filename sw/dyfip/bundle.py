@@ -4,12 +4,14 @@ numpy-only, so the board driver can use it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -40,9 +42,13 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()  # read once: os.umask is process-wide, not thread-safe
 
 
+_DEFERRED: ContextVar[list[tuple[str, Path]] | None] = ContextVar("deferred", default=None)
+
+
 def atomic_write_with(path: str | Path, write: Callable[[str], Any]) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file,
-    and the file gets the usual permissions (a bundle is shared and copied to boards)."""
+    and the file gets the usual permissions (a bundle is shared and copied to boards).
+    Inside :func:`written_together` the rename waits for the end of the block."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
@@ -51,11 +57,42 @@ def atomic_write_with(path: str | Path, write: Callable[[str], Any]) -> None:
     try:
         write(tmp)
         os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
+        if (deferred := _DEFERRED.get()) is not None:
+            deferred.append((tmp, path))
+        else:
+            os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def _remove(tmp: str) -> None:
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def written_together() -> Iterator[None]:
+    """The files written in the block replace theirs only once the whole block succeeded
+    (one step's outputs that must agree, e.g. a network and its importance in the same
+    filter order); if it raises, none is changed. Reads in the block see the old files."""
+    deferred: list[tuple[str, Path]] = []
+    token = _DEFERRED.set(deferred)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in deferred:
+            _remove(tmp)
+        raise
+    finally:
+        _DEFERRED.reset(token)
+    for done, (tmp, path) in enumerate(deferred):
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            for left, _ in deferred[done:]:
+                _remove(left)
+            raise
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             print(summary(read_json(args.out / "report.json")))
             print(f"report: {args.out / 'report.md'}")
         return 0
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # OSError: missing file, disk full
         print(f"dyfip {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -102,12 +102,13 @@ class Pipeline:
     def explain(self) -> None:
         base = self.load(BASE)
         model, _ = self.unpermuted(base)
-        if model is not base:  # explain in the trained filter order; fold permutes again
-            save_checkpoint(model, self.path(BASE))
-            self.path(PERMUTATION).unlink()
         imp = compute_importance(model, self.data.train, self.config.xai_method,
                                  self.config.xai_samples_per_class, self.config.seed)
-        bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
+        with bundle.written_together():  # all or none: base and importance in one order
+            if model is not base:  # explain in the trained filter order; fold permutes again
+                save_checkpoint(model, self.path(BASE))
+            bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
+        self.path(PERMUTATION).unlink(missing_ok=True)
         plot_importance(imp, self.path("importance.png"), self.data.classes)
 
     def importance(self) -> dict[str, np.ndarray]:
@@ -152,13 +153,14 @@ class Pipeline:
             after = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
             permutation = {"perms": {k: v.tolist() for k, v in perms.items()},
                            "unpermuted": before, "permuted": after}
-        save_checkpoint(base, self.path(BASE))
-        bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
-        if permutation:
-            bundle.write_json(self.path(PERMUTATION), permutation)
-        else:
+        if not permutation:  # first: base and importance stay in one order either way
             self.path(PERMUTATION).unlink(missing_ok=True)
-        bundle.write_json(self.path(bundle.FOLDING), est)
+        with bundle.written_together():  # all or none: base and importance in one order
+            save_checkpoint(base, self.path(BASE))
+            bundle.write_npz(self.path(bundle.IMPORTANCE), **imp)
+            if permutation:
+                bundle.write_json(self.path(PERMUTATION), permutation)
+            bundle.write_json(self.path(bundle.FOLDING), est)
 
     def cluster_sizes(self, est: dict, model: DyFiPNet,
                       blocks: dict[str, int] | None = None) -> dict[str, int]:
