@@ -45,25 +45,3 @@ def test_config_names_every_attribution_method():
     from dyfip.explain import ATTRIBUTION_METHODS
 
     assert set(XAI_METHODS) == set(ATTRIBUTION_METHODS) | {"random"}
-
-
-def test_uncertain_sampling_takes_each_class_least_confident_images():
-    split = Split(images=np.zeros((6, 1, 2, 2), np.uint8), labels=np.array([0, 0, 0, 1, 1, 1]))
-    confidence = np.array([0.9, 0.2, 0.5, 0.3, 0.99, 0.1])
-    assert sample_per_class(split, 2, 2, 0, confidence).tolist() == [1, 2, 5, 3]
-    assert sample_per_class(split, 9, 2, 0, confidence).tolist() == [1, 2, 0, 5, 3, 4]
-
-
-def test_uncertain_importance_uses_the_branch(tiny_bundle, digits):
-    """With ``uncertain`` the images explained are those the branch is least sure of: the
-    importance differs from a random draw of the same size, and is deterministic."""
-    from dyfip.explain import branch_confidence
-
-    model = load_checkpoint(tiny_bundle / "base.pt")
-    conf = branch_confidence(model, digits.train.images)
-    assert conf.shape == (len(digits.train.images),) and ((conf > 0) & (conf <= 1)).all()
-    a = compute_importance(model, digits.train, per_class=4, uncertain=True)
-    b = compute_importance(model, digits.train, per_class=4, uncertain=True, seed=5)
-    r = compute_importance(model, digits.train, per_class=4)
-    name = model.prunable_layers[0]
-    assert np.array_equal(a[name], b[name]) and not np.allclose(a[name], r[name])

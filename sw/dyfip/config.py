@@ -74,7 +74,6 @@ class Config:
     xai_method: str = "grad_x_act"
     importance_mode: str = "class"  # "class" or "contrast" (see dyfip.tables)
     xai_samples_per_class: int = 64
-    xai_uncertain: bool = False  # explain the images the branch is least sure of, not random
     # evaluation sweep (empty: only the main point)
     sweep_tau: tuple[float, ...] = (0.7, 0.8, 0.9, 0.95, 0.99)
     sweep_k: tuple[int, ...] = (2, 3)

@@ -23,30 +23,16 @@ ATTRIBUTION_METHODS: dict[str, Callable] = {
 }
 
 
-def sample_per_class(split: Split, per_class: int, num_classes: int, seed: int,
-                     confidence: np.ndarray | None = None) -> np.ndarray:
-    """Indices of up to ``per_class`` images of every class, drawn at random or, given each
-    image's ``confidence``, the least confident first; fails on an empty class."""
+def sample_per_class(split: Split, per_class: int, num_classes: int, seed: int) -> np.ndarray:
+    """Indices of up to ``per_class`` images of every class; fails on an empty class."""
     rng = np.random.default_rng(seed)
     picks = []
     for c in range(num_classes):
         idx = np.flatnonzero(split.labels == c)
         if len(idx) == 0:
             raise ValueError(f"class {c} has no training images: cannot explain it")
-        order = rng.permutation(len(idx)) if confidence is None else \
-            np.argsort(confidence[idx], kind="stable")
-        picks.append(idx[order[:per_class]])
+        picks.append(rng.permutation(idx)[:per_class])
     return np.concatenate(picks)
-
-
-@torch.no_grad()
-def branch_confidence(model: DyFiPNet, images: np.ndarray, batch_size: int = 1024
-                      ) -> np.ndarray:
-    """The branch's top class probability per image: below tau, the image reaches stage B."""
-    model.eval()
-    tops = [torch.softmax(model.branch_logits(model.features(images_to_float(
-        images[s:s + batch_size]))), dim=1).amax(dim=1) for s in range(0, len(images), batch_size)]
-    return torch.cat(tops).double().numpy()
 
 
 # Methods that attribute to a list of layers in one forward/backward pass; the others run
@@ -72,10 +58,8 @@ def _attributors(model: DyFiPNet, method: str) -> list[tuple[list[int], object]]
 
 def compute_importance(model: DyFiPNet, split: Split, method: str = "grad_x_act",
                        per_class: int = 64, seed: int = 0, batch_size: int = 256,
-                       uncertain: bool = False) -> dict[str, np.ndarray]:
-    """Importance arrays (C, C, F) per prunable layer name, from ``per_class`` training images
-    of each class (``uncertain``: those the branch is least sure of, which reach stage B);
-    ``method='random'`` is a baseline."""
+                       ) -> dict[str, np.ndarray]:
+    """Importance arrays (C, C, F) per prunable layer name; ``method='random'`` is a baseline."""
     num_classes = model.num_classes
     names = model.prunable_layers
     if method == "random":
@@ -86,8 +70,7 @@ def compute_importance(model: DyFiPNet, split: Split, method: str = "grad_x_act"
         raise ValueError(f"unknown attribution method {method!r}; choose from "
                          f"{sorted(ATTRIBUTION_METHODS) + ['random']}")
     model.eval()
-    confidence = branch_confidence(model, split.images) if uncertain else None
-    idx = sample_per_class(split, per_class, num_classes, seed, confidence)
+    idx = sample_per_class(split, per_class, num_classes, seed)
     labels = split.labels[idx]
     attributors = _attributors(model, method)
     sums = {n: np.zeros((num_classes, num_classes, f)) for n, f in zip(names, model.filters_per_layer)}

@@ -102,9 +102,8 @@ class Pipeline:
     def explain(self) -> None:
         base = self.load(BASE)
         model, _ = self.unpermuted(base)
-        c = self.config
-        imp = compute_importance(model, self.data.train, c.xai_method, c.xai_samples_per_class,
-                                 c.seed, uncertain=c.xai_uncertain)
+        imp = compute_importance(model, self.data.train, self.config.xai_method,
+                                 self.config.xai_samples_per_class, self.config.seed)
         with bundle.written_together():  # all or none: base and importance in one order
             if model is not base:  # explain in the trained filter order; fold permutes again
                 save_checkpoint(model, self.path(BASE))
