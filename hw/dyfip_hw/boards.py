@@ -5,7 +5,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dyfip.bundle import read_json
+from dyfip.bundle import is_json, read_json
 
 BOARD_DIR = Path(__file__).parent / "boards"
 KNOWN_PARTS = {"xc7z020clg400-1", "xck26-sfvc784-2LV-c", "xczu7ev-ffvc1156-2-e"}
@@ -46,22 +46,14 @@ class Board:
 
 
 # JSON value checks of the board file's fields: (test, what the field must be)
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return _is_int(v) or isinstance(v, float)
-
-
 FIELD_CHECKS = {
     "board": (lambda v: isinstance(v, str), "a string"),
     "part": (lambda v: isinstance(v, str), "a string"),
     "shell_flow": (lambda v: isinstance(v, str), "a string"),
-    "clk_ns": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "target_cycles_per_frame": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "fixed_target_cycles": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: none)"),
-    "mvau_wwidth_max": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "clk_ns": (lambda v: is_json(v, float) and v > 0, "a number > 0"),
+    "target_cycles_per_frame": (lambda v: is_json(v, int) and v >= 1, "an integer >= 1"),
+    "fixed_target_cycles": (lambda v: is_json(v, int) and v >= 0, "an integer >= 0 (0: none)"),
+    "mvau_wwidth_max": (lambda v: is_json(v, int) and v >= 1, "an integer >= 1"),
     "folding": (lambda v: isinstance(v, dict), "an object {layer: {'PE': p, 'SIMD': s}}"),
     "resources": (lambda v: isinstance(v, dict), f"an object with keys of {list(RESOURCES)}"),
 }
@@ -105,7 +97,7 @@ def check_resources(path: Path, resources: dict) -> None:
         if key not in RESOURCES:
             raise ValueError(f"board file {path}: resources key {key!r} is not a FINN "
                              f"resource; use {list(RESOURCES)}")
-        if not _is_number(value) or value < 0:
+        if not is_json(value, float) or value < 0:
             raise ValueError(f"board file {path}: resources.{key} must be a number >= 0; "
                              f"got {value!r}")
 
@@ -113,7 +105,7 @@ def check_resources(path: Path, resources: dict) -> None:
 def check_board_folding(path: Path, folding: dict) -> None:
     for layer, fold in folding.items():
         if not (isinstance(fold, dict) and set(fold) <= {"PE", "SIMD"}
-                and all(_is_int(v) and v > 0 for v in fold.values())):
+                and all(is_json(v, int) and v > 0 for v in fold.values())):
             raise ValueError(f"board file {path}: folding.{layer} must be "
                              f"{{'PE': int > 0, 'SIMD': int > 0}}; got {fold!r}")
 

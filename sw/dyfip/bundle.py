@@ -139,8 +139,10 @@ KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: 
 _ABSENT = object()
 
 
-def _is_kind(value: Any, kinds: tuple[type, ...]) -> bool:
-    """JSON typing: an integer is also a number; true / false are neither."""
+def is_json(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """``value`` is of JSON type ``kind``: an integer is also a number (``float``); true /
+    false are neither."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
     if isinstance(value, bool):
         return bool in kinds
     return isinstance(value, kinds) or (float in kinds and isinstance(value, int))
@@ -163,8 +165,8 @@ def json_field(data: Any, key: str, path: str | Path, kind: type | tuple[type, .
                 return default
             raise error(f"{path} has no field {key!r}: {hint}")
         node, parent = node[part], f"{parent}.{part}" if parent else part
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if kind is not object and not _is_kind(node, kinds):
+    if kind is not object and not is_json(node, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
         names = " or ".join(KIND_NAMES.get(k, k.__name__) for k in kinds)
         raise error(f"{path}: field {key!r} must be {names}; got {node!r:.80}: {hint}")
     return node
