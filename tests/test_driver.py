@@ -306,7 +306,8 @@ def _drop(path: Path, dotted: str) -> None:
      r"integer; got 2\.5"),
     ("accel/layers.json", lambda p: _edit_json(p, filters_per_layer=[8.5, True]),
      r"layers\.json: field 'filters_per_layer' must be a list of integers > 0; got \[8\.5"),
-    ("config.json", lambda p: _edit_json(p, k="two"), r"config\.json: field 'k' must be an integer; got 'two'"),
+    ("config.json", lambda p: _edit_json(p, k="two"), r"config\.json: field 'k' must be an "
+     r"integer; got 'two'"),
     ("accel/stage_b.npz", Path.unlink, r"stage_b\.npz not found: .*dyfip build --estimate"),
     ("estimates.json", lambda p: _edit_json(p, clk_ns=0), r"estimates\.json: field 'clk_ns' "
      r"must be a finite number > 0; got 0.*dyfip build --estimate"),
@@ -335,10 +336,10 @@ def _drop(path: Path, dotted: str) -> None:
     ("tables.npz", lambda p: _drop_npz(p, "subsets"), r"table file .*tables\.npz is missing "
      "field 'subsets'"),
 ], ids=["junk-branch", "truncated-branch", "estimates-brace", "config-list", "config-no-tau",
-        "config-tau-5", "config-k-float", "filters-float", "config-k-str", "no-stage-b", "clk-0", "clk-negative", "clk-str",
-        "no-filters", "no-feature-scale", "no-stage-b-layers", "filters-str", "set-mass-str",
-        "set-mass-1.5", "k-max-str", "junk-tables", "truncated-tables", "no-tables",
-        "tables-no-subsets"])
+        "config-tau-5", "config-k-float", "filters-float", "config-k-str", "no-stage-b",
+        "clk-0", "clk-negative", "clk-str", "no-filters", "no-feature-scale",
+        "no-stage-b-layers", "filters-str", "set-mass-str", "set-mass-1.5", "k-max-str",
+        "junk-tables", "truncated-tables", "no-tables", "tables-no-subsets"])
 def test_corrupt_bundle_file_is_named(bundle_dir, tmp_path, name, damage, match):
     other = copy_bundle(bundle_dir, tmp_path / "other")
     damage(other / name)
