@@ -44,12 +44,34 @@ def test_fashion_mnist_reads_idx_files(tmp_path):
 def test_idx_errors_are_clear(tmp_path):
     _write_idx(tmp_path / "bad.gz", np.zeros((4, 2, 2)), truncate=3)
     with pytest.raises(DataError, match="truncated"):
-        read_idx(tmp_path / "bad.gz")
+        read_idx(tmp_path / "bad.gz", 3)
     _write_idx(tmp_path / "float.gz", np.zeros(4), magic_type=0x0D)
     with pytest.raises(DataError, match="unsigned-byte IDX"):
-        read_idx(tmp_path / "float.gz")
+        read_idx(tmp_path / "float.gz", 1)
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist(str(tmp_path / "nowhere"))
+
+
+def test_corrupt_fashion_files_are_named(tmp_path):
+    """A cut-off download, swapped files and labels outside the classes name the file or
+    split instead of failing later in training."""
+    _fake_fashion(tmp_path)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    whole = images.read_bytes()
+    images.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=f"{images} cannot be read"):
+        load_fashion_mnist(str(tmp_path))
+    images.write_bytes(whole)
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    labels.rename(tmp_path / "swap.gz")
+    images.rename(labels)
+    (tmp_path / "swap.gz").rename(images)
+    with pytest.raises(DataError, match="has 1 dimensions, expected 3 .*swapped"):
+        load_fashion_mnist(str(tmp_path))
+    _fake_fashion(tmp_path)
+    _write_idx(labels, np.arange(60) % 11)
+    with pytest.raises(DataError, match=r"labels \[10\] outside 0..9"):
+        load_dataset("fashion-mnist", str(tmp_path))
 
 
 def _write_cifar_batch(path, n, classes=10, seed=0):

@@ -20,6 +20,7 @@ from dyfip.dataflow import stage_cycles  # noqa: E402
 from dyfip.driver import (BitfileMissingError, BundleError, BundleMismatchError,  # noqa: E402
                           DMATimeoutError, DriverError, DyFiP, InputError, NoBoardError)
 from dyfip.driver import sim  # noqa: E402
+from dyfip.driver.board import is_simulated, open_overlay  # noqa: E402
 from dyfip.tables import set_key  # noqa: E402
 
 
@@ -201,6 +202,24 @@ def test_missing_bitfile(bundle_dir, tmp_path):
     assert f"{bundle_dir / 'accel' / 'dyfip.bit'} not found" in msg
     assert "'dyfip build --bitstream' (needs Vivado; writes accel/dyfip.bit" in msg
     assert "board='sim'" in msg
+
+
+def test_real_bitstream_needs_its_hwh(tmp_path):
+    """On a real device pynq reads the block design from the .hwh next to the .bit: a
+    missing one is named before pynq fails with its own error."""
+    bit = tmp_path / "dyfip.bit"
+    bit.write_bytes(b"\x00\x09\x0f\xf0 real bitstream bytes")
+    with pytest.raises(BitfileMissingError, match=r"dyfip\.hwh not found: pynq reads the "
+                       r"block design of .*dyfip\.bit"):
+        open_overlay(bit, device=object())
+
+
+def test_board_script_runs_on_the_simulated_board(bundle_dir, tmp_path):
+    """A script written for the board (bitfile=, device=) runs on the simulation too."""
+    with pytest.warns(UserWarning, match="simulated bitstream, not the given bitfile"):
+        accel = DyFiP.open(bundle_dir, board="sim", bitfile=tmp_path / "dyfip.bit",
+                           device=None)
+    assert is_simulated(accel.device)
 
 
 def test_no_board(bundle_dir, monkeypatch):

@@ -153,6 +153,32 @@ def test_pe_cap_gives_finer_mask_groups(hw_bundle, hw_model, max_pe, target):
         assert pe * simd == (min(meet) if meet else max(p * s for p, s in allowed))
 
 
+def test_board_folding_of_one_attribute_keeps_the_other_chosen(hw_bundle, hw_model):
+    """A board entry giving a filter-enable layer only its SIMD still gets the PE that
+    meets the target with that SIMD (it used to stay at 1: a slower layer, 1-filter masks)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from dyfip_hw.boards import load_board
+    from dyfip_hw.transforms import FoldMaskedLayers, base_op_type
+
+    target = load_board("Pynq-Z2").target_cycles_per_frame
+    path = str(hw_bundle / "accel" / "stage_b_dataflow.onnx")
+    free = ModelWrapper(path).transform(FoldMaskedLayers(target, hw_model.config.budget))
+    node = next(n for n in free.graph.node if base_op_type(n) == "MaskedMVAU")
+    name, want_pe, simd = (getCustomOp(node).get_nodeattr(a) for a in ("layerName", "PE", "SIMD"))
+    assert want_pe > 1
+    given = ModelWrapper(path)
+    for n in given.graph.node:  # as exported: unfolded
+        if base_op_type(n) == "MaskedMVAU":
+            getCustomOp(n).set_nodeattr("PE", 1)
+            getCustomOp(n).set_nodeattr("SIMD", 1)
+    given = given.transform(FoldMaskedLayers(target, hw_model.config.budget,
+                                             given={name: {"SIMD": simd}}))
+    inst = getCustomOp(next(n for n in given.graph.node if n.name == node.name))
+    assert (inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")) == (want_pe, simd)
+
+
 def test_model_config_caps_the_build(hw_model, tmp_path):
     """The model's ``mask_pe_max`` reaches the build, so accelerator and tables agree."""
     import copy
@@ -350,6 +376,7 @@ def test_bad_bundle_files_named(hw_bundle, tmp_path, capsys, name, text, message
     ({"folding": []}, r"Pynq-Z2.json: folding must be an object"),
     ({"folding": {"stage_b.0": {"PE": True}}}, r"Pynq-Z2.json: folding.stage_b.0 must be"),
     ({"part": "xc7a35t"}, r"Pynq-Z2.json: unknown FPGA part 'xc7a35t'"),
+    ({"shell_flow": "vitis_alveo"}, r"Pynq-Z2.json: shell_flow must be \"vivado_zynq\""),
 ])
 def test_bad_board_file_named(tmp_path, change, message):
     """A malformed board file: a ValueError naming the file and the field, no traceback."""
@@ -372,7 +399,8 @@ def test_board_files_load():
 
 
 def test_folding_keys_checked_over_both_stages(hw_bundle, hw_model):
-    """Board folding keys may name a layer or a FINN node of either stage; others raise."""
+    """Board folding keys name a matrix-vector layer of either stage, by layer or FINN node
+    name; others raise."""
     from dataclasses import replace
 
     from qonnx.core.modelwrapper import ModelWrapper
@@ -383,15 +411,19 @@ def test_folding_keys_checked_over_both_stages(hw_bundle, hw_model):
     graphs = {s: ModelWrapper(str(hw_bundle / "accel" / f"{s}_dataflow.onnx"))
               for s in ("stage_a", "stage_b")}
     specs = stage_specs(hw_model, {s: Path(f"{s}.onnx") for s in graphs})
-    node = graphs["stage_b"].graph.node[-1].name
+    nodes = graphs["stage_b"].graph.node
+    layer = next(n.name for n in nodes if "MVAU" in n.op_type)
+    window = next(n.name for n in nodes if "ConvolutionInputGenerator" in n.op_type)
     board = load_board("Pynq-Z2")
     fold = {"PE": 1}
-    ok = replace(board, folding={"stage_a.0": fold, "classifier": fold, node: fold})
+    ok = replace(board, folding={"stage_a.0": fold, "classifier": fold, layer: fold})
     check_board_folding_keys(ok, graphs, specs)
-    bad = replace(board, folding={"stage_b.7": fold, "clasifier": {"PE": 5}, "stage_a.0": fold})
-    with pytest.raises(ValueError, match=r"Pynq-Z2.json: folding keys \['clasifier', "
-                                         r"'stage_b.7'\] match no layer; layer names are "
-                                         r"\['stage_a.0', .*'classifier'\]"):
+    # a window node follows its layer's SIMD and has no PE: not a folding key
+    bad = replace(board, folding={"stage_b.7": fold, "clasifier": {"PE": 5}, "stage_a.0": fold,
+                                  window: {"SIMD": 4}})
+    with pytest.raises(ValueError, match=rf"Pynq-Z2.json: folding keys \['{window}', "
+                                         r"'clasifier', 'stage_b.7'\] match no layer; layer "
+                                         r"names are \['stage_a.0', .*'classifier'\]"):
         check_board_folding_keys(bad, graphs, specs)
 
 

@@ -285,6 +285,14 @@ BAD_SETTINGS = [  # (command-line options, what the error must name)
     (["--set", "xai_method=shap"], "xai_method='shap' must be one of"),
     (["--set", 'stage_b=[{"filters": 8}]'], "unexpected keyword argument 'filters'"),
     (["--k", "4"], "--set k_max=N, or --set k_max=0"),  # the digits preset's k_max is 3
+    (["--set", 'stage_b=[{"out_channels": "64"}]'], "stage_b[0].out_channels='64' must be a"),
+    (["--set", 'stage_a=[{"out_channels": 0}]'], "stage_a[0]: out_channels=0 must be >= 1"),
+    (["--set", 'stage_b=[{"out_channels": 8, "pool": "yes"}]'], "stage_b[0].pool='yes'"),
+    (["--set", "stage_b=[]"], "stage_b must have at least one conv block"),
+    (["--set", "head_hidden=[0]"], "head_hidden=[0]: every layer needs >= 1 unit"),
+    (["--set", "sweep_budget=[1.5]"], "sweep_budget=[1.5]: budget 1.5 must be"),
+    (["--set", "sweep_k=[0]"], "sweep_k=[0]: 0 must be in 1..9"),
+    (["--set", "sweep_tau=[1.5]"], "sweep_tau=[1.5]: 1.5 must be in (0, 1]"),
     (["--board", "Nope"], "unknown board 'Nope'"),
 ]
 
@@ -431,33 +439,81 @@ def test_refold_and_reexplain_start_from_the_trained_order(tiny_bundle, tmp_path
     assert not (out / "folding.json").exists() and not (out / "permutation.json").exists()
 
 
-def test_interrupted_fold_changes_nothing(tiny_bundle, tmp_path, monkeypatch, capsys):
-    """fold rewrites base.pt, importance.npz, permutation.json and folding.json as one: a
-    failure at its last write leaves all four as they were (a permuted network with
-    importance in the old order would pick the wrong filters)."""
+@pytest.mark.parametrize("step, options, writer, last, names", [
+    # a permuted network with importance in the old order would pick the wrong filters
+    ("fold", ["--set", "mask_pe_max=1"], "write_json", "folding.json",
+     ("base.pt", "importance.npz", "permutation.json", "folding.json")),
+    # baselines fine-tuned at another budget than model.pt would give a wrong margin
+    ("finetune", ["--finetune-epochs", "1"], "write_npz", "branch.npz",
+     ("baseline_static.pt", "baseline_static_exit.pt", "model.pt", "tables.npz",
+      "branch.npz")),
+])
+def test_interrupted_step_changes_nothing(tiny_bundle, tmp_path, monkeypatch, capsys, step,
+                                          options, writer, last, names):
+    """fold and finetune replace the files that must agree as one: a failure at the last
+    write leaves them all as they were, and no temporary file."""
     out = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, out)
-    names = ("base.pt", "importance.npz", "permutation.json", "folding.json")
     before = {n: (out / n).read_bytes() for n in names}
-    write_json = bundle.write_json
+    write = getattr(bundle, writer)
 
-    def failing(path, data):
-        if Path(path).name == "folding.json":
+    def failing(path, *args, **kwargs):
+        if Path(path).name == last:
             raise OSError("No space left on device")
-        write_json(path, data)
+        write(path, *args, **kwargs)
 
-    monkeypatch.setattr(bundle, "write_json", failing)
-    assert main(["fold", "--out", str(out), "--set", "mask_pe_max=1"]) == 2
-    assert "dyfip fold: error: No space left on device" in capsys.readouterr().err
+    monkeypatch.setattr(bundle, writer, failing)
+    assert main([step, "--out", str(out), *options]) == 2
+    assert f"dyfip {step}: error: No space left on device" in capsys.readouterr().err
     assert {n: (out / n).read_bytes() for n in names} == before
-    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]  # no temporary files
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_later_steps_keep_the_trained_settings(tiny_bundle, tmp_path, capsys):
+    """Settings the trained weights embody are refused after training (a base.pt re-saved
+    with 8-bit quantizers on 4-bit weights, or a report naming another seed, would
+    misdescribe the network); nothing is written."""
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for step, options, message in (
+            ("fold", ["--set", "weight_bits=8"], "weight_bits=8 (trained: 4)"),
+            ("explain", ["--seed", "7"], "seed=7 (trained: 0)"),
+            ("finetune", ["--set", "lr=0.1"], "lr=0.1 (trained: "),
+            ("evaluate", ["--set", 'stage_b=[{"out_channels": 16}]'], "stage_b=")):
+        assert main([step, "--out", str(out), *options]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "fixed by training" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_finetune_epochs_zero_keeps_stage_b(tiny_bundle, tmp_path):
+    """``--finetune-epochs 0`` (the no-fine-tuning ablation) leaves stage B as trained."""
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    assert main(["finetune", "--out", str(out), "--finetune-epochs", "0"]) == 0
+    base, tuned = (load_checkpoint(out / n).state_dict() for n in ("base.pt", "model.pt"))
+    assert all(torch.equal(base[k], tuned[k]) for k in base)
+
+
+def test_finetune_after_a_new_explain_needs_a_new_fold(tiny_bundle, tmp_path, capsys):
+    """explain restores the trained filter order; fine-tuning before folding again would
+    deploy it as if permuted (report and cycles)."""
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    assert main(["explain", "--out", str(out)]) == 0
+    for step in ("finetune", "evaluate"):
+        assert main([step, "--out", str(out), "--no-sweep"]) == 2
+        assert "run 'dyfip fold' again" in capsys.readouterr().err
+    assert main(["fold", "--out", str(out)]) == 0
 
 
 @pytest.mark.parametrize("name, damage, message", [
     ("config.json", b"{", "config.json is corrupt"),
     ("config.json", b'{"kk": 1}', "does not hold a DyFiP config"),
-    ("model.pt", b"junk", "checkpoint"),
+    ("model.pt", b"junk", "is corrupt (UnpicklingError"),
     ("importance.npz", b"junk", "importance.npz is corrupt"),
+    ("folding.json", b"[", "folding.json is corrupt"),
 ])
 def test_corrupt_bundle_files_are_named(tiny_bundle, tmp_path, capsys, name, damage, message):
     out = tmp_path / "bundle"
@@ -467,6 +523,9 @@ def test_corrupt_bundle_files_are_named(tiny_bundle, tmp_path, capsys, name, dam
     assert main([step, "--out", str(out), "--no-sweep"]) == 2
     err = capsys.readouterr().err
     assert message in err and name in err
+    writer = {"model.pt": "finetune", "importance.npz": "explain", "folding.json": "fold"}
+    if name in writer:  # and the step that writes it
+        assert f"run 'dyfip {writer[name]}' first" in err
     if name == "config.json":  # `dyfip build` reads the board from it
         assert main(["build", "--bundle", str(out)]) == 2
         err = capsys.readouterr().err

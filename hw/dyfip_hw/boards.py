@@ -49,7 +49,8 @@ class Board:
 FIELD_CHECKS = {
     "board": (lambda v: isinstance(v, str), "a string"),
     "part": (lambda v: isinstance(v, str), "a string"),
-    "shell_flow": (lambda v: isinstance(v, str), "a string"),
+    # the overlay is a PYNQ one (Zynq IODMAs and the pynq driver): no Alveo / Vitis shell
+    "shell_flow": (lambda v: v == "vivado_zynq", '"vivado_zynq" (the PYNQ overlay flow)'),
     "clk_ns": (lambda v: is_json(v, float) and v > 0, "a number > 0"),
     "target_cycles_per_frame": (lambda v: is_json(v, int) and v >= 1, "an integer >= 1"),
     "fixed_target_cycles": (lambda v: is_json(v, int) and v >= 0, "an integer >= 0 (0: none)"),

@@ -180,11 +180,10 @@ def step_specialize_layers(model, spec, cfg):
 def step_set_folding(model, spec, cfg):
     """Board folding for listed layers, FINN's SetFolding + FoldMaskedLayers for the rest."""
     names = list(spec.layer_names)
-    fixed = set(cfg.board.folding)
     # masked layers first: SetFolding skips them, and would otherwise relax its target to
     # their unfolded cycles in its second pass
     model = model.transform(FoldMaskedLayers(cfg.board.target_cycles_per_frame, cfg.mask_keep,
-                                             skip=fixed, max_pe=cfg.mask_pe_max))
+                                             given=cfg.board.folding, max_pe=cfg.mask_pe_max))
     model = model.transform(SetFolding(cfg.board.fixed_target,
                                        mvau_wwidth_max=cfg.board.mvau_wwidth_max,
                                        two_pass_relaxation=False))

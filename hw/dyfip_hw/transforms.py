@@ -166,8 +166,10 @@ class ApplyFolding(Transformation):
 
 def folding_targets(model: ModelWrapper, layer_names: list[str]) -> set[str]:
     """The names a board ``folding`` key can match in a stage graph (see
-    :class:`ApplyFolding`): its layer names and FINN node names."""
-    return set(layer_map(model, layer_names)) | {n.name for n in model.graph.node}
+    :class:`ApplyFolding`): its matrix-vector layers, by layer name or FINN node name (the
+    window and padding nodes follow their layer's SIMD, see :class:`MatchWindowSIMD`)."""
+    layers = layer_map(model, layer_names)
+    return set(layers) | {n.name for n in layers.values()}
 
 
 def check_folding_keys(folding: dict, targets: set[str], layer_names: list[str],
@@ -177,7 +179,8 @@ def check_folding_keys(folding: dict, targets: set[str], layer_names: list[str],
     unknown = sorted(set(folding) - targets)
     if unknown:
         raise ValueError(f"board file {board_file}: folding keys {unknown} match no layer; "
-                         f"layer names are {layer_names} (or FINN node names)")
+                         f"layer names are {layer_names} (or their FINN node names, "
+                         "e.g. MVAU_hls_0)")
 
 
 def check_folding(name: str, inst) -> None:
@@ -258,12 +261,14 @@ class FoldMaskedLayers(Transformation):
     DyFiP's single-image latency depends on.
     ``max_pe`` (0: none) caps PE, i.e. the mask groups: finer masks, maybe more cycles;
     a layer that cannot meet the target under the cap gets its fastest allowed folding.
+    ``given``: the board's folding by layer or node name; a layer given only PE (or SIMD)
+    gets the best SIMD (PE) for it, one given both is left to :class:`ApplyFolding`.
     """
 
     def __init__(self, target_cycles: int, keep: float | Sequence[float] = 0.125,
-                 skip: set[str] = frozenset(), max_pe: int = 0):
+                 given: dict[str, dict[str, int]] | None = None, max_pe: int = 0):
         super().__init__()
-        self.target, self.keep, self.skip, self.max_pe = target_cycles, keep, skip, max_pe
+        self.target, self.keep, self.given, self.max_pe = target_cycles, keep, given or {}, max_pe
 
     def apply(self, model):
         from dyfip.tables import layer_budgets
@@ -274,10 +279,12 @@ class FoldMaskedLayers(Transformation):
         for node, keep in zip(layers, keeps):
             inst = getCustomOp(node)
             mh, ch, kk = inst.get_nodeattr("MH"), inst.channels, inst.get_nodeattr("KK")
-            if not (inst.get_nodeattr("layerName") in self.skip or node.name in self.skip):
+            fold = self.given.get(inst.get_nodeattr("layerName")) or self.given.get(node.name, {})
+            allowed = [(pe, s) for pe in divisors(mh) if not self.max_pe or pe <= self.max_pe
+                       for s in divisors(ch)
+                       if fold.get("PE", pe) == pe and fold.get("SIMD", s) == s]
+            if not {"PE", "SIMD"} <= set(fold) and allowed:  # else ApplyFolding sets / names it
                 pixels = inst.pixels()
-                allowed = [(pe, s) for pe in divisors(mh) if not self.max_pe or pe <= self.max_pe
-                           for s in divisors(ch)]
                 options = [(pe, s) for pe, s in allowed
                            if pixels * (mh // pe) * (kk * ch // s) <= self.target]
                 if not options:  # the fastest allowed foldings

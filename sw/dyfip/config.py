@@ -169,11 +169,43 @@ class Config:
                              "per cluster)")
         if self.mask_pe_max < 0:
             raise ValueError(f"mask_pe_max={self.mask_pe_max} must be >= 0 (0: no cap)")
+        self.check_layers()
+        for tau in self.sweep_tau:
+            if not 0.0 < tau <= 1.0:
+                raise ValueError(f"sweep_tau={list(self.sweep_tau)}: {tau} must be in (0, 1]")
+        for k in self.sweep_k:
+            if not 1 <= k < num_classes:
+                raise ValueError(f"sweep_k={list(self.sweep_k)}: {k} must be in "
+                                 f"1..{num_classes - 1} for {num_classes} classes")
+        for budget in self.sweep_budget:
+            try:
+                layer_budgets(budget, len(self.stage_b))
+            except TableError as err:
+                raise ValueError(f"sweep_budget={list(self.sweep_budget)}: {err}") from None
         for spec in self.stage_b:
             if self.group_size and spec.out_channels % self.group_size:
                 raise ValueError(
                     f"group_size={self.group_size} does not divide a stage-B layer of "
                     f"{spec.out_channels} filters")
+
+    def check_layers(self) -> None:
+        """Stage A and stage B each have a layer; every conv block's fields have their
+        types and ranges (``--set stage_b=[...]`` names the block and field)."""
+        hints = typing.get_type_hints(ConvSpec)
+        for key in ("stage_a", "stage_b"):
+            if not getattr(self, key):
+                raise ValueError(f"{key} must have at least one conv block")
+            for i, spec in enumerate(getattr(self, key)):
+                for f in dataclasses.fields(ConvSpec):
+                    value = getattr(spec, f.name)
+                    if not _has_type(value, hints[f.name]):
+                        raise ValueError(f"{key}[{i}].{f.name}={value!r} must be "
+                                         f"{_type_name(hints[f.name])}")
+                if spec.out_channels < 1 or spec.padding < 0:
+                    raise ValueError(f"{key}[{i}]: out_channels={spec.out_channels} must be "
+                                     f">= 1 and padding={spec.padding} >= 0")
+        if any(n < 1 for n in self.head_hidden):
+            raise ValueError(f"head_hidden={list(self.head_hidden)}: every layer needs >= 1 unit")
 
 
 def check_type(name: str, value: Any) -> None:

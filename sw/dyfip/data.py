@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -79,14 +80,22 @@ def load_digits(data_dir: str | None = None, split_seed: int = 0) -> Dataset:
                    _split(images, labels, test))
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped), checking its magic number and size."""
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Read an IDX file of ``ndim`` dimensions (optionally gzipped), checking its magic
+    number, dimensions and size."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file")
-    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path}: the IDX header is truncated")
+    if data[3] != ndim:
+        raise DataError(f"{path} has {data[3]} dimensions, expected {ndim} "
+                        f"({'images' if ndim == 3 else 'labels'}): files swapped?")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
@@ -107,10 +116,10 @@ def _find(folder: Path, stem: str) -> Path:
 def load_fashion_mnist(data_dir: str | None = None, split_seed: int = 0) -> Dataset:
     """Fashion-MNIST from IDX files; 10% of train held out (stratified) for validation."""
     folder = Path(data_dir) if data_dir else FASHION_MNIST_DIR
-    x_train = read_idx(_find(folder, "train-images-idx3-ubyte"))[:, None]
-    y_train = read_idx(_find(folder, "train-labels-idx1-ubyte")).astype(np.int64)
-    x_test = read_idx(_find(folder, "t10k-images-idx3-ubyte"))[:, None]
-    y_test = read_idx(_find(folder, "t10k-labels-idx1-ubyte")).astype(np.int64)
+    x_train = read_idx(_find(folder, "train-images-idx3-ubyte"), 3)[:, None]
+    y_train = read_idx(_find(folder, "train-labels-idx1-ubyte"), 1).astype(np.int64)
+    x_test = read_idx(_find(folder, "t10k-images-idx3-ubyte"), 3)[:, None]
+    y_test = read_idx(_find(folder, "t10k-labels-idx1-ubyte"), 1).astype(np.int64)
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise DataError(f"Fashion-MNIST in {folder}: image and label counts differ")
     train, val = stratified_split(y_train, 0.1, split_seed)
@@ -162,7 +171,12 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
     dataset = LOADERS[name](data_dir)
     for split_name in ("train", "val", "test"):
         split = getattr(dataset, split_name)
-        missing = set(range(dataset.num_classes)) - set(np.unique(split.labels).tolist())
+        present = set(np.unique(split.labels).tolist())
+        unknown = sorted(present - set(range(dataset.num_classes)))
+        if unknown:
+            raise DataError(f"{name} {split_name} split has labels {unknown[:5]} outside "
+                            f"0..{dataset.num_classes - 1} (corrupt label file?)")
+        missing = set(range(dataset.num_classes)) - present
         if missing:
             raise DataError(f"{name} {split_name} split has no images of class(es) {sorted(missing)}")
     return dataset

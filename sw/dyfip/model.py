@@ -181,8 +181,9 @@ def save_checkpoint(model: DyFiPNet, path) -> None:
     atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path) -> DyFiPNet:
-    """The network saved by :func:`save_checkpoint`; a corrupt file names itself."""
+def load_checkpoint(path, hint: str = "re-run the step that writes it") -> DyFiPNet:
+    """The network saved by :func:`save_checkpoint`; a corrupt file names itself and
+    ``hint`` (how to make it again)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
         config = payload["config"]
@@ -190,7 +191,7 @@ def load_checkpoint(path) -> DyFiPNet:
         raise
     except Exception as exc:  # torch reports truncation / junk as many different errors
         raise ValueError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {exc}): "
-                         "re-run the step that writes it") from None
+                         f"{hint}") from None
     model = DyFiPNet(Config.from_dict(json.loads(config)),
                      tuple(payload["in_shape"]), payload["num_classes"])
     result = model.load_state_dict(payload["state_dict"], strict=False)
@@ -198,6 +199,6 @@ def load_checkpoint(path) -> DyFiPNet:
     bad = [k for k in result.missing_keys if not k.endswith("scaling_impl.value")]
     if bad or result.unexpected_keys:
         raise ValueError(f"checkpoint {path} does not match its config: missing {bad}, "
-                         f"unexpected {result.unexpected_keys}")
+                         f"unexpected {result.unexpected_keys}: {hint}")
     model.eval()
     return model

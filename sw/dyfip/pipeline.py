@@ -36,9 +36,19 @@ BASELINE = "baseline_{}.pt"
 # settings a re-evaluation may change (the rest are the fine-tuned network's)
 EVALUATION_SETTINGS = frozenset({"tau", "data_dir", "sweep_tau", "sweep_k", "sweep_budget",
                                  "sweep_finetune_epochs"})
+# settings the trained weights embody: the later steps refuse to change them (a re-folded
+# base.pt saved with 8-bit quantizers on 4-bit weights would be another network)
+TRAINING_SETTINGS = frozenset({"dataset", "seed", "stage_a", "stage_b", "weight_bits",
+                               "act_bits", "weight_scaling", "edge_weight_bits", "head_hidden",
+                               "branch_pool", "epochs", "batch_size", "lr",
+                               "branch_loss_weight", "branch_distill", "flip", "max_shift",
+                               "shift_per_image", "recalibrate_bn"})
 PERMUTATION = "permutation.json"
 TIMINGS = "timings.json"  # seconds per step, kept across step-by-step commands
 PARETO = "pareto.png"
+# the step that writes each checkpoint (named when one is missing or corrupt)
+WRITTEN_BY = {BASE: "train", MODEL: "finetune", BASELINE.format("static"): "finetune",
+              BASELINE.format("static_exit"): "finetune"}
 
 
 @dataclass
@@ -63,10 +73,28 @@ class Pipeline:
         return self.out / name
 
     def load(self, name: str) -> DyFiPNet:
-        p = self.path(name)
+        p, hint = self.path(name), f"run 'dyfip {WRITTEN_BY[name]}' first"
         if not p.exists():
-            raise FileNotFoundError(f"{p} not found: run the step that writes it first")
-        return load_checkpoint(p)
+            raise FileNotFoundError(f"{p} not found: {hint}")
+        return load_checkpoint(p, hint)
+
+    def trained(self) -> DyFiPNet:
+        """The trained network (base.pt); refuses settings its weights do not have."""
+        base = self.load(BASE)
+        self.refuse_changes(base.config, TRAINING_SETTINGS, "trained",
+                            "they are fixed by training: run 'dyfip run' with them into "
+                            "another --out")
+        return base
+
+    def refuse_changes(self, was: Config, names, done: str, remedy: str) -> None:
+        """Fail naming every setting in ``names`` this run changes from ``was``."""
+        now = self.config
+        wrong = [f"{f.name}={getattr(now, f.name)!r} ({done}: {getattr(was, f.name)!r})"
+                 for f in dataclasses.fields(Config)
+                 if f.name in names and getattr(now, f.name) != getattr(was, f.name)]
+        if wrong:
+            raise ValueError(f"bundle {self.out} was {done} with other settings: "
+                             f"{', '.join(wrong)}; {remedy}")
 
     def folding(self) -> dict | None:
         """The FINN estimate written by :meth:`fold`; None when the run uses no board.
@@ -75,9 +103,11 @@ class Pipeline:
         if self.config.board == "none":
             return None
         p = self.path(bundle.FOLDING)
-        if not p.exists():
-            raise FileNotFoundError(f"{p} not found: run 'dyfip fold' first")
-        est = bundle.read_json(p)
+        est = bundle.read_json(p, "run 'dyfip fold' first")
+        if self.config.permute and not self.path(PERMUTATION).exists():
+            raise FileNotFoundError(f"{self.path(PERMUTATION)} not found: 'dyfip explain' "
+                                    "restored the trained filter order; run 'dyfip fold' "
+                                    "again (then finetune and evaluate)")
         now = fold_settings(self.config)
         was = fold_settings(self.config.replace(**est.get("folded_for", {})))
         changed = [f"{k}={now[k]!r} (folded for {was[k]!r})" for k in now if was[k] != now[k]]
@@ -100,7 +130,7 @@ class Pipeline:
         console.print(f"trained: val accuracy {history[-1]['val_accuracy']:.4f}")
 
     def explain(self) -> None:
-        base = self.load(BASE)
+        base = self.trained()
         model, _ = self.unpermuted(base)
         imp = compute_importance(model, self.data.train, self.config.xai_method,
                                  self.config.xai_samples_per_class, self.config.seed)
@@ -112,10 +142,7 @@ class Pipeline:
         plot_importance(imp, self.path("importance.png"), self.data.classes)
 
     def importance(self) -> dict[str, np.ndarray]:
-        p = self.path(bundle.IMPORTANCE)
-        if not p.exists():
-            raise FileNotFoundError(f"{p} not found: run 'dyfip explain' first")
-        return bundle.read_npz(p)
+        return bundle.read_npz(self.path(bundle.IMPORTANCE), "run 'dyfip explain' first")
 
     def unpermuted(self, base: DyFiPNet, imp: dict[str, np.ndarray] | None = None
                    ) -> tuple[DyFiPNet, dict[str, np.ndarray] | None]:
@@ -139,7 +166,7 @@ class Pipeline:
         from dyfip_hw.build import estimate_accelerators
         from dyfip_hw.permute import apply_permutation, fold_gain
 
-        base, imp = self.unpermuted(self.load(BASE), self.importance())
+        base, imp = self.unpermuted(self.trained(), self.importance())
         base.config = c  # this run's settings (budget, mask_pe_max) travel with the weights
         with tempfile.TemporaryDirectory(prefix="dyfip-fold-") as tmp:
             est, _, _ = estimate_accelerators(base, tmp, c.board, mask_keep=c.budget)
@@ -226,7 +253,7 @@ class Pipeline:
         tuned = {}
         for m in which:
             images = every if m == "static" else routed
-            passes = max(1, round(epochs * len(every) / len(images)))
+            passes = epochs and max(1, round(epochs * len(every) / len(images)))
             tuned[m] = finetune_stage_b(base, self.data, c, policies[m], passes,
                                         desc=f"fine-tune {m} @ budget {budget}, k={k}",
                                         frozen=images)
@@ -234,23 +261,24 @@ class Pipeline:
 
     def finetune(self) -> None:
         """Main-budget fine-tunes; writes model.pt, the baselines, tables and branch.npz."""
-        base = self.load(BASE)
+        base = self.trained()
         c = self.config
         table, tuned = self.finetune_all(base, c.budget, c.k, c.finetune_epochs)
         for m in tuned.values():
             m.config = c  # the run's settings (budget, k) travel with the weights
-        for method in ("static", "static_exit"):
-            save_checkpoint(tuned[method], self.path(BASELINE.format(method)))
-        save_checkpoint(tuned["dyfip"], self.path(MODEL))
         table.model_hash = model_hash(tuned["dyfip"])
-        table.save(self.path(bundle.TABLES))
-        write_branch(tuned["dyfip"], self.path(bundle.BRANCH))
+        with bundle.written_together():  # all or none: evaluate pairs them by the config
+            for method in ("static", "static_exit"):
+                save_checkpoint(tuned[method], self.path(BASELINE.format(method)))
+            save_checkpoint(tuned["dyfip"], self.path(MODEL))
+            table.save(self.path(bundle.TABLES))
+            write_branch(tuned["dyfip"], self.path(bundle.BRANCH))
 
     def evaluate(self) -> dict:
         """Every method on the test split (and the sweep): the report, which :meth:`run`
         writes with the step timings."""
         c = self.config
-        base = self.load(BASE)
+        base = self.trained()
         deployed = self.load(MODEL)
         self.check_settings_of(deployed)
         table = MaskTable.load(self.path(bundle.TABLES), model_hash(deployed),
@@ -292,14 +320,9 @@ class Pipeline:
     def check_settings_of(self, deployed: DyFiPNet) -> None:
         """Evaluate only what was fine-tuned: every setting but tau and the sweep's must be
         the deployed network's (budget, k, mask groups ... shape its tables and weights)."""
-        was, now = deployed.config, self.config
-        changed = [f.name for f in dataclasses.fields(Config) if f.name not in
-                   EVALUATION_SETTINGS and getattr(now, f.name) != getattr(was, f.name)]
-        wrong = [f"{name}={getattr(now, name)!r} (fine-tuned: {getattr(was, name)!r})"
-                 for name in changed]
-        if wrong:
-            raise ValueError(f"bundle {self.out} was fine-tuned with other settings: "
-                             f"{', '.join(wrong)}; run 'dyfip finetune' with them first")
+        names = {f.name for f in dataclasses.fields(Config)} - EVALUATION_SETTINGS
+        self.refuse_changes(deployed.config, names, "fine-tuned",
+                            "run 'dyfip finetune' with them first")
 
     def validation_margin(self, models: Models, table: MaskTable, cost: CostModel) -> dict:
         """Full network, static+exit and DyFiP on the validation split (held out from

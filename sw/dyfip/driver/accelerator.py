@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,11 @@ class DyFiP:
                 raise NoBoardError(f"the simulated board needs pynq ({exc}): use the board "
                                    "environment (make board-env)") from exc
 
-            device = install()
-            return cls(bundle, bitfile=simulated_bitstream(bundle), device=device, **kwargs)
+            if kwargs.pop("bitfile", None) is not None:  # a board script on the simulation
+                warnings.warn("the simulated board runs the bundle's simulated bitstream, "
+                              "not the given bitfile", stacklevel=2)
+            kwargs.pop("device", None)
+            return cls(bundle, bitfile=simulated_bitstream(bundle), device=install(), **kwargs)
         if board != "pynq":
             raise ValueError(f"board must be 'auto', 'pynq' or 'sim'; got {board!r}")
         return cls(bundle, **kwargs)

@@ -10,7 +10,7 @@ from .errors import BitfileMissingError, DriverError, NoBoardError
 from .iospec import BITSTREAM_HINT
 
 NO_BOARD_HINT = ("run on a PYNQ board, or use the simulated board: DyFiP.open(bundle, "
-                 "board='sim') or DYFIP_SIM_BOARD=1")
+                 "board='sim'), or board='auto' (the default) to take it when no board is found")
 
 
 def pynq_device(device: Any = None) -> Any:
@@ -43,9 +43,13 @@ def open_overlay(bitfile: str | Path, device: Any = None, download: bool = True)
     if not bitfile.is_file():
         raise BitfileMissingError(f"bitstream {bitfile} not found: {BITSTREAM_HINT}")
     device = pynq_device(device)
+    hwh = bitfile.with_suffix(".hwh")
+    if not is_simulated(device) and not hwh.is_file():
+        raise BitfileMissingError(f"{hwh} not found: pynq reads the block design of {bitfile} "
+                                  f"from it; {BITSTREAM_HINT}")
     from pynq import Overlay
 
     try:
         return Overlay(str(bitfile.resolve()), device=device, download=download)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, SyntaxError) as exc:  # a cut .hwh: ParseError
         raise DriverError(f"could not load bitstream {bitfile} on {device}: {exc}") from exc
