@@ -39,13 +39,14 @@ def test_files_get_umask_permissions_not_mkstemp_0600(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
-NESTED = {"k": 2, "tau": 0.9, "flag": True, "stages": {"b": {"params": "b.npz"}}}
+NESTED = {"k": 2, "tau": 0.9, "flag": True, "stages": {"b": {"params": "b.npz"}},
+          "streams": [{"shape": [1, 10]}]}
 
 
 @pytest.mark.parametrize("key, kind, value", [
     ("k", int, 2), ("k", float, 2), ("tau", float, 0.9), ("flag", bool, True),
     ("stages.b.params", str, "b.npz"), ("stages.b", dict, {"params": "b.npz"}),
-    ("tau", (int, str), None),
+    ("tau", (int, str), None), ("streams.0.shape", list, [1, 10]),
 ])
 def test_json_field_types(key, kind, value):
     """JSON typing: an integer is a number, true/false are neither; dotted keys nest."""
@@ -64,6 +65,8 @@ def test_json_field_types(key, kind, value):
     (NESTED, "stages.a.params", str, r"f\.json has no field 'stages\.a\.params': redo"),
     (NESTED, "k.x", int, r"f\.json: field 'k' must be a JSON object; got 2: redo"),
     ([1], "k", int, r"f\.json: the file must be a JSON object; got \[1\]: redo"),
+    (NESTED, "streams.1.shape", list, r"f\.json has no field 'streams\.1\.shape': redo"),
+    (NESTED, "streams.0.shape.x", int, r"field 'streams\.0\.shape' must be a JSON object"),
 ])
 def test_json_field_names_file_field_and_value(data, key, kind, message):
     with pytest.raises(RuntimeError, match=message):

@@ -301,15 +301,26 @@ def _edit_json(path: Path, **changes) -> None:
     path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}))
 
 
-def _drop(path: Path, dotted: str) -> None:
-    """Remove the nested JSON field ``dotted`` (``"stages.stage_b.layers"``)."""
+_DROP = object()
+
+
+def _set(path: Path, dotted: str, value=_DROP) -> None:
+    """Set (default: remove) the nested JSON field ``dotted`` (``"stages.stage_b.layers"``,
+    ``"stages.stage_a.inputs.0.shape"``)."""
     data = json.loads(path.read_text())
-    *parents, last = dotted.split(".")
+    *parents, last = (int(k) if k.isdigit() else k for k in dotted.split("."))
     node = data
     for key in parents:
         node = node[key]
-    del node[last]
+    if value is _DROP:
+        del node[last]
+    else:
+        node[last] = value
     path.write_text(json.dumps(data))
+
+
+def _drop(path: Path, dotted: str) -> None:
+    _set(path, dotted)
 
 
 @pytest.mark.parametrize("name, damage, match", [
@@ -342,6 +353,17 @@ def _drop(path: Path, dotted: str) -> None:
      r"field 'stages\.stage_b\.layers': .*dyfip build --estimate"),
     ("accel/layers.json", lambda p: _edit_json(p, filters_per_layer="64"), r"layers\.json: "
      r"field 'filters_per_layer' must be a list; got '64'"),
+    ("accel/layers.json", lambda p: _drop(p, "stages.stage_a.outputs.0.shape"), r"layers\.json "
+     r"has no field 'stages\.stage_a\.outputs\.0\.shape'"),
+    ("accel/layers.json", lambda p: _set(p, "stages.stage_b.inputs", ["x"]), r"layers\.json: "
+     r"field 'stages\.stage_b\.inputs\.0' must be a JSON object; got 'x'"),
+    ("accel/layers.json", lambda p: _set(p, "stages.stage_a.inputs.0.shape", [1, 8, 8]),
+     r"field 'stages\.stage_a\.inputs\.0\.shape' must have 4 dimensions; got \[1, 8, 8\]"),
+    ("accel/layers.json", lambda p: _drop(p, "stages.stage_a.inputs.0.datatype"),
+     r"has no field 'stages\.stage_a\.inputs\.0\.datatype'"),
+    ("accel/layers.json", lambda p: _set(p, "stages.stage_b.inputs.1.role", "masks"),
+     r"the inputs of stage_b have roles \['features', 'masks'\]; the driver streams "
+     r"\['features', 'mask'\]"),
     ("config.json", lambda p: _edit_json(p, set_mass="abc"), r"config\.json: field "
      r"'set_mass' must be a number; got 'abc'.*dyfip run"),
     ("config.json", lambda p: _edit_json(p, set_mass=1.5), r"config\.json: field 'set_mass' "
@@ -357,13 +379,43 @@ def _drop(path: Path, dotted: str) -> None:
 ], ids=["junk-branch", "truncated-branch", "estimates-brace", "config-list", "config-no-tau",
         "config-tau-5", "config-k-float", "filters-float", "config-k-str", "no-stage-b",
         "clk-0", "clk-negative", "clk-str", "no-filters", "no-feature-scale",
-        "no-stage-b-layers", "filters-str", "set-mass-str", "set-mass-1.5", "k-max-str",
+        "no-stage-b-layers", "filters-str", "no-output-shape", "inputs-str", "pixels-rank-3",
+        "no-datatype", "mask-role", "set-mass-str", "set-mass-1.5", "k-max-str",
         "junk-tables", "truncated-tables", "no-tables", "tables-no-subsets"])
 def test_corrupt_bundle_file_is_named(bundle_dir, tmp_path, name, damage, match):
     other = copy_bundle(bundle_dir, tmp_path / "other")
     damage(other / name)
     with pytest.raises(BundleError, match=match):
         DyFiP.open(other, board="sim")
+
+
+def test_bitstream_streams_must_be_the_accelerators(bundle_dir, tmp_path):
+    """driver.json (written by the bitstream build) is checked against accel/layers.json:
+    an edited or foreign one is named instead of failing at the first transfer."""
+    from dyfip.driver.deployment import Deployment
+    from dyfip.driver.iospec import derive_io, driver_settings, load_io
+
+    accel = Deployment.load(bundle_dir).accel
+    io = derive_io(accel)
+    settings = driver_settings(io, "digest", "hash", 10.0)
+    path = tmp_path / "driver.json"
+    path.write_text(json.dumps(settings))
+    assert load_io(tmp_path, accel) == io
+    _set(path, "stages.stage_b.inputs.1.shape_packed", [1, 3])
+    with pytest.raises(BundleMismatchError, match=r"the mask stream of stage_b is .*, the "
+                       r"accelerator's accel/layers\.json gives"):
+        load_io(tmp_path, accel)
+    _drop(path, "stages.stage_b")
+    with pytest.raises(BundleMismatchError, match=r"the features stream of stage_b is None"):
+        load_io(tmp_path, accel)
+    _set(path, "stages", [1])
+    with pytest.raises(BundleError, match=r"is not a DyFiP driver settings file"):
+        load_io(tmp_path, accel)
+    bit = sim.simulated_bitstream(bundle_dir, tmp_path / "sim")
+    _set(bit.parent / "driver.json", "design_digest", 5)
+    with pytest.raises(BundleError, match=r"driver\.json: field 'design_digest' must be a "
+                       r"string; got 5"):
+        DyFiP(bundle_dir, bitfile=bit, device=sim.install())
 
 
 @pytest.mark.parametrize("damage", [_junk, _truncate])

@@ -293,6 +293,7 @@ BAD_SETTINGS = [  # (command-line options, what the error must name)
     (["--set", "sweep_budget=[1.5]"], "sweep_budget=[1.5]: budget 1.5 must be"),
     (["--set", "sweep_k=[0]"], "sweep_k=[0]: 0 must be in 1..9"),
     (["--set", "sweep_tau=[1.5]"], "sweep_tau=[1.5]: 1.5 must be in (0, 1]"),
+    (["--set", "mask_blocks=true", "--group-size", "2"], "it needs group_size=0"),
     (["--board", "Nope"], "unknown board 'Nope'"),
 ]
 

@@ -185,7 +185,8 @@ def test_block_constraint_makes_every_mask_cost_the_same_cycles():
     ("group_sizes", np.array([1.0, 1.0])), ("block_sizes", np.array([0, 1])),
     ("budget", np.array("abc")), ("budget", np.array(1.5)), ("budget", np.array([0.25, 0.0])),
     ("layer_names", np.array("one")), ("subsets", np.array([["a", "b"]])),
-    ("subsets", np.zeros((0, 2), dtype=np.int64))])
+    ("subsets", np.zeros((0, 2), dtype=np.int64)), ("subsets", np.zeros((1, 0), dtype=np.int64)),
+    ("subsets", np.zeros(3, dtype=np.int64))])
 def test_load_names_the_file_and_the_field_of_a_malformed_table(tmp_path, field, value):
     MaskTable.build(_importance(), k=2, budget=0.25, group_sizes=1, model_hash="h").save(
         tmp_path / "t.npz")

@@ -152,19 +152,23 @@ def json_field(data: Any, key: str, path: str | Path, kind: type | tuple[type, .
                hint: str = RERUN, *, default: Any = _ABSENT,
                error: type[Exception] = ValueError) -> Any:
     """Field ``key`` of the JSON object ``data`` read from ``path`` (dotted for nested
-    objects: ``"stages.stage_b.params"``), of type ``kind`` (``float``: any number);
-    ``default`` when absent, if given. Else ``error`` naming the file, the field, the
-    value and ``hint`` (what to re-run)."""
+    objects, a number for a list's element: ``"stages.stage_b.inputs.0.shape"``), of type
+    ``kind`` (``float``: any number); ``default`` when absent, if given. Else ``error``
+    naming the file, the field, the value and ``hint`` (what to re-run)."""
     node, parent = data, ""
     for part in key.split("."):
-        if not isinstance(node, dict):
+        if isinstance(node, list) and part.isdigit():
+            present, part = int(part) < len(node), int(part)
+        elif isinstance(node, dict):
+            present = part in node
+        else:
             where = f"field {parent!r}" if parent else "the file"
             raise error(f"{path}: {where} must be a JSON object; got {node!r:.80}: {hint}")
-        if part not in node:
+        if not present:
             if default is not _ABSENT:
                 return default
             raise error(f"{path} has no field {key!r}: {hint}")
-        node, parent = node[part], f"{parent}.{part}" if parent else part
+        node, parent = node[part], f"{parent}.{part}" if parent else str(part)
     if kind is not object and not is_json(node, kind):
         kinds = kind if isinstance(kind, tuple) else (kind,)
         names = " or ".join(KIND_NAMES.get(k, k.__name__) for k in kinds)

@@ -169,6 +169,10 @@ class Config:
                              "per cluster)")
         if self.mask_pe_max < 0:
             raise ValueError(f"mask_pe_max={self.mask_pe_max} must be >= 0 (0: no cap)")
+        if self.mask_blocks and self.group_size:
+            raise ValueError(f"mask_blocks=true places masks in the board folding's input "
+                             f"folds: it needs group_size=0 (the PE groups), not "
+                             f"{self.group_size}")
         self.check_layers()
         for tau in self.sweep_tau:
             if not 0.0 < tau <= 1.0:

@@ -219,7 +219,7 @@ class Pipeline:
         c = self.config
         cost = self.cost_model(model)
         groups = c.group_size or cost.group_sizes
-        blocks = cost.block_sizes if c.mask_blocks and not c.group_size else None
+        blocks = cost.block_sizes if c.mask_blocks else None
         return MaskTable.build(self.importance(), k, budget, groups, model_hash(model),
                                c.importance_mode, k_max=self.set_rule(k)[0],
                                block_sizes=blocks)

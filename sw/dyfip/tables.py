@@ -284,7 +284,10 @@ class MaskTable:
         n = len(self.subsets)
         if not n:
             raise TableError(f"{source}: subsets is empty: no class set has a mask")
-        if (self.subsets.ndim != 2 or len(set(self._index)) != n
+        if self.subsets.ndim != 2 or not self.subsets.shape[1]:
+            raise TableError(f"{source}: subsets must be one row of classes per set; got "
+                             f"shape {self.subsets.shape}")
+        if (len(set(self._index)) != n
                 or not np.array_equal(pad_sets(self.subsets, set_sizes(self.subsets)),
                                       self.subsets)):
             raise TableError(f"{source}: subsets are not distinct sorted class sets")

@@ -14,7 +14,7 @@ from .board import is_simulated, open_overlay, pynq_device
 from .deployment import Deployment, check_positive, check_tau, design_digest
 from .dma import StageRunner
 from .errors import BundleMismatchError, InputError, NoBoardError
-from .files import read_json
+from .files import json_field, read_json
 from .host import CycleModel, HostPolicy
 from .iospec import BITSTREAM_HINT, DRIVER_JSON, load_io
 from .results import FULL, PRUNED, Results
@@ -107,14 +107,15 @@ class DyFiP:
             path = folder / DRIVER_JSON
             if path.exists():
                 settings = read_json(path, BITSTREAM_HINT)
-                want = settings.get("design_digest")
+                want = json_field(settings, "design_digest", path, str, BITSTREAM_HINT,
+                                  default=None)
                 if want and want != design_digest(dep.accel_dir):
                     raise BundleMismatchError(
                         f"bitstream settings {path} were built for another accelerator than "
                         f"{dep.accel_dir} (design digest {want[:12]} != "
                         f"{design_digest(dep.accel_dir)[:12]}): deploy the matching bundle "
                         "or rebuild the bitstream")
-                mh = settings.get("model_hash")
+                mh = json_field(settings, "model_hash", path, str, BITSTREAM_HINT, default=None)
                 if mh and mh != dep.model_hash:
                     raise BundleMismatchError(f"bitstream settings {path} are for model "
                                               f"{mh[:12]}, the bundle for {dep.model_hash[:12]}")

@@ -23,6 +23,9 @@ DEFAULT_CLK_NS = 10.0
 RUN_HINT = "(re)make the bundle with 'dyfip run'"
 EVALUATE_HINT = "(re)write it with 'dyfip evaluate' on the host"
 STAGE_LISTS = ("inputs", "outputs", "layers")  # per stage in layers.json, each non-empty
+# the streams the driver moves: per stage its inputs by role, and one output; NHWC or (1, N)
+STREAM_RANKS = {"stage_a": {"pixels": 4}, "stage_b": {"features": 4, "mask": 2}}
+OUTPUT_RANKS = {"stage_a": 4, "stage_b": 2}
 
 
 def _as_float(value: Any) -> float:
@@ -58,18 +61,39 @@ def check_accel(accel: dict, path: Path) -> None:
     """:class:`BundleError` naming ``path`` and the field unless ``accel/layers.json`` has
     every field the driver reads (filters per layer, feature scale, per stage its inputs,
     outputs, layers and parameter file)."""
-    filters = json_field(accel, "filters_per_layer", path, list, BUILD_HINT)
-    if not all(type(n) is int and n > 0 for n in filters):
-        raise BundleError(f"{path}: field 'filters_per_layer' must be a list of integers > 0; "
-                          f"got {filters!r:.80}: {BUILD_HINT}")
+    positive_ints(accel, "filters_per_layer", path)
     check_positive(json_field(accel, "feature_scale", path, float, BUILD_HINT),
                    f"{path}: field 'feature_scale'", BundleError, BUILD_HINT)
-    for stage in ("stage_a", "stage_b"):
+    for stage, roles in STREAM_RANKS.items():
         json_field(accel, f"stages.{stage}.params", path, str, BUILD_HINT)
         for key in STAGE_LISTS:
             if not json_field(accel, f"stages.{stage}.{key}", path, list, BUILD_HINT):
                 raise BundleError(f"{path}: field 'stages.{stage}.{key}' must be a non-empty "
                                   f"list: {BUILD_HINT}")
+        inputs = accel["stages"][stage]["inputs"]
+        got = [json_field(accel, f"stages.{stage}.inputs.{i}.role", path, str, BUILD_HINT)
+               for i in range(len(inputs))]
+        if sorted(got) != sorted(roles):
+            raise BundleError(f"{path}: the inputs of {stage} have roles {got}; the driver "
+                              f"streams {list(roles)}: {BUILD_HINT}")
+        streams = [(f"inputs.{i}", roles[r]) for i, r in enumerate(got)]
+        for key, rank in streams + [("outputs.0", OUTPUT_RANKS[stage])]:
+            field_ = f"stages.{stage}.{key}"
+            json_field(accel, f"{field_}.tensor", path, str, BUILD_HINT)
+            json_field(accel, f"{field_}.datatype", path, str, BUILD_HINT)
+            shape = positive_ints(accel, f"{field_}.shape", path)
+            if len(shape) != rank:
+                raise BundleError(f"{path}: field '{field_}.shape' must have {rank} "
+                                  f"dimensions; got {shape}: {BUILD_HINT}")
+
+
+def positive_ints(data: dict, key: str, path: Path) -> list[int]:
+    """Field ``key`` as a non-empty list of integers > 0; :class:`BundleError` otherwise."""
+    values = json_field(data, key, path, list, BUILD_HINT)
+    if not values or not all(type(n) is int and n > 0 for n in values):
+        raise BundleError(f"{path}: field {key!r} must be a list of integers > 0; "
+                          f"got {values!r:.80}: {BUILD_HINT}")
+    return values
 
 
 def decision_fields(config: dict, path: Path, default_k: int) -> tuple[float, int, int, float]:

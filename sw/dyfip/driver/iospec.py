@@ -13,14 +13,14 @@ Packing reuses FINN's own runtime (``finn_plus_driver.packing`` on the board,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import BundleError
+from .errors import BundleError, BundleMismatchError
 from .files import read_json
 
 DRIVER_JSON = "driver.json"
@@ -61,6 +61,10 @@ class Stream:
 
     def batch(self, shape: tuple[int, ...], n: int) -> tuple[int, ...]:
         return (n, *shape[1:])
+
+    def same_stream(self, other: "Stream") -> bool:
+        """The same role, data type and shapes (whatever its DMA is called)."""
+        return replace(self, dma=other.dma) == other
 
     @property
     def bytes_per_image(self) -> int:
@@ -149,17 +153,31 @@ def derive_io(description: dict) -> dict[str, StageIO]:
 
 
 def load_io(accel_dir: str | Path, description: dict) -> dict[str, StageIO]:
-    """``accel/driver.json`` if the bitstream build wrote one, else :func:`derive_io`."""
+    """:func:`derive_io`, with the IODMA names of ``accel/driver.json`` if the bitstream
+    build wrote one; its streams must be the derived ones (else the bitstream was built
+    for another accelerator, or the file was edited)."""
+    derived = derive_io(description)
     path = Path(accel_dir) / DRIVER_JSON
     if not path.exists():
-        return derive_io(description)
+        return derived
     settings = read_json(path, BITSTREAM_HINT)
     try:
-        return {name: StageIO(name, {s["role"]: _from_json(s) for s in st["inputs"]},
-                              _from_json(st["output"]))
-                for name, st in settings["stages"].items()}
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise BundleError(f"{path} is not a DyFiP driver settings file: {exc}") from exc
+        built = {name: StageIO(name, {s["role"]: _from_json(s) for s in st["inputs"]},
+                               _from_json(st["output"]))
+                 for name, st in settings["stages"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise BundleError(f"{path} is not a DyFiP driver settings file "
+                          f"({type(exc).__name__}: {exc}): {BITSTREAM_HINT}") from exc
+    for name, stage in derived.items():
+        want = {**stage.inputs, "output": stage.output}
+        have = {**built[name].inputs, "output": built[name].output} if name in built else {}
+        for role in sorted(set(want) | set(have)):
+            if role not in have or role not in want or not have[role].same_stream(want[role]):
+                raise BundleMismatchError(
+                    f"{path}: the {role} stream of {name} is {have.get(role)}, the "
+                    f"accelerator's accel/layers.json gives {want.get(role)}: rebuild the "
+                    f"bitstream or deploy the matching bundle")
+    return built
 
 
 def _from_json(s: dict) -> Stream:
