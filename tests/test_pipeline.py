@@ -294,6 +294,8 @@ BAD_SETTINGS = [  # (command-line options, what the error must name)
     (["--set", "sweep_k=[0]"], "sweep_k=[0]: 0 must be in 1..9"),
     (["--set", "sweep_tau=[1.5]"], "sweep_tau=[1.5]: 1.5 must be in (0, 1]"),
     (["--set", "mask_blocks=true", "--group-size", "2"], "it needs group_size=0"),
+    (["--set", "branch_distill=-1"], "branch_distill=-1 must be >= 0"),
+    (["--set", "finetune_distill=-0.5"], "finetune_distill=-0.5 must be >= 0"),
     (["--board", "Nope"], "unknown board 'Nope'"),
 ]
 
@@ -515,16 +517,18 @@ def test_finetune_after_a_new_explain_needs_a_new_fold(tiny_bundle, tmp_path, ca
     ("model.pt", b"junk", "is corrupt (UnpicklingError"),
     ("importance.npz", b"junk", "importance.npz is corrupt"),
     ("folding.json", b"[", "folding.json is corrupt"),
+    ("permutation.json", b"{}", "permutation.json has no field 'perms'"),
 ])
 def test_corrupt_bundle_files_are_named(tiny_bundle, tmp_path, capsys, name, damage, message):
     out = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, out)
     (out / name).write_bytes(damage)
-    step = "finetune" if name == "importance.npz" else "evaluate"
+    step = {"importance.npz": "finetune", "permutation.json": "fold"}.get(name, "evaluate")
     assert main([step, "--out", str(out), "--no-sweep"]) == 2
     err = capsys.readouterr().err
     assert message in err and name in err
-    writer = {"model.pt": "finetune", "importance.npz": "explain", "folding.json": "fold"}
+    writer = {"model.pt": "finetune", "importance.npz": "explain", "folding.json": "fold",
+              "permutation.json": "fold"}
     if name in writer:  # and the step that writes it
         assert f"run 'dyfip {writer[name]}' first" in err
     if name == "config.json":  # `dyfip build` reads the board from it

@@ -134,6 +134,9 @@ class Config:
             raise ValueError(f"finetune_epochs={self.finetune_epochs} must be >= 0")
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr} must be > 0")
+        for name in ("branch_loss_weight", "branch_distill", "finetune_distill"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (a loss weight)")
         for name in ("weight_bits", "act_bits"):
             if not 2 <= getattr(self, name) <= 8:
                 raise ValueError(f"{name}={getattr(self, name)} must be in 2..8 (FINN's "

@@ -46,6 +46,7 @@ TRAINING_SETTINGS = frozenset({"dataset", "seed", "stage_a", "stage_b", "weight_
 PERMUTATION = "permutation.json"
 TIMINGS = "timings.json"  # seconds per step, kept across step-by-step commands
 PARETO = "pareto.png"
+FOLD_HINT = "run 'dyfip fold' first"
 # the step that writes each checkpoint (named when one is missing or corrupt)
 WRITTEN_BY = {BASE: "train", MODEL: "finetune", BASELINE.format("static"): "finetune",
               BASELINE.format("static_exit"): "finetune"}
@@ -103,7 +104,7 @@ class Pipeline:
         if self.config.board == "none":
             return None
         p = self.path(bundle.FOLDING)
-        est = bundle.read_json(p, "run 'dyfip fold' first")
+        est = bundle.read_json(p, FOLD_HINT)
         if self.config.permute and not self.path(PERMUTATION).exists():
             raise FileNotFoundError(f"{self.path(PERMUTATION)} not found: 'dyfip explain' "
                                     "restored the trained filter order; run 'dyfip fold' "
@@ -153,7 +154,8 @@ class Pipeline:
             return base, imp
         from dyfip_hw.permute import permute_importance, permute_model
 
-        inverse = {k: np.argsort(v) for k, v in bundle.read_json(p)["perms"].items()}
+        perms = bundle.json_field(bundle.read_json(p, FOLD_HINT), "perms", p, dict, FOLD_HINT)
+        inverse = {k: np.argsort(v) for k, v in perms.items()}
         return (permute_model(base, inverse),
                 None if imp is None else permute_importance(imp, inverse))
 
@@ -310,10 +312,12 @@ class Pipeline:
         report["validation"] = self.validation_margin(models, table, cost)
         report["targets"] = check_targets(report)
         if self.path(PERMUTATION).exists():
-            perm = bundle.read_json(self.path(PERMUTATION))
-            report["permutation"] = {k: {f: perm[k][f] for f in ("mean_enabled_folds",
-                                                                 "mean_stage_b_cycles")}
-                                     for k in ("unpermuted", "permuted")}
+            p = self.path(PERMUTATION)
+            perm = bundle.read_json(p, FOLD_HINT)
+            report["permutation"] = {
+                k: {f: bundle.json_field(perm, f"{k}.{f}", p, object, FOLD_HINT)
+                    for f in ("mean_enabled_folds", "mean_stage_b_cycles")}
+                for k in ("unpermuted", "permuted")}
         report["sweep"] = sweep
         return report
 
@@ -461,7 +465,7 @@ def bundle_board(out: Path) -> str:
 
 def read_config(path: Path) -> Config:
     """A bundle's config.json; a corrupt or foreign file names itself."""
-    data = bundle.read_json(path)
+    data = bundle.read_json(path, "make the bundle again with 'dyfip run' (or 'dyfip train')")
     try:
         return Config.from_dict(data)
     except (TypeError, ValueError, AttributeError) as exc:
