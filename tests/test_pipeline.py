@@ -517,6 +517,7 @@ def test_finetune_after_a_new_explain_needs_a_new_fold(tiny_bundle, tmp_path, ca
     ("model.pt", b"junk", "is corrupt (UnpicklingError"),
     ("importance.npz", b"junk", "importance.npz is corrupt"),
     ("folding.json", b"[", "folding.json is corrupt"),
+    ("folding.json", b"[1]", "folding.json: the file must be a JSON object"),
     ("permutation.json", b"{}", "permutation.json has no field 'perms'"),
 ])
 def test_corrupt_bundle_files_are_named(tiny_bundle, tmp_path, capsys, name, damage, message):

@@ -110,7 +110,8 @@ class Pipeline:
                                     "restored the trained filter order; run 'dyfip fold' "
                                     "again (then finetune and evaluate)")
         now = fold_settings(self.config)
-        was = fold_settings(self.config.replace(**est.get("folded_for", {})))
+        folded_for = bundle.json_field(est, "folded_for", p, dict, FOLD_HINT, default={})
+        was = fold_settings(self.config.replace(**folded_for))
         changed = [f"{k}={now[k]!r} (folded for {was[k]!r})" for k in now if was[k] != now[k]]
         if changed:
             raise ValueError(f"{p} was folded for other settings: {', '.join(changed)}; run "

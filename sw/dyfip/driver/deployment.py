@@ -59,8 +59,9 @@ def check_positive(value: Any, name: str, error: type[ValueError] = ValueError,
 
 def check_accel(accel: dict, path: Path) -> None:
     """:class:`BundleError` naming ``path`` and the field unless ``accel/layers.json`` has
-    every field the driver reads (filters per layer, feature scale, per stage its inputs,
-    outputs, layers and parameter file)."""
+    every field the driver reads (filters per layer, feature scale, per stage its layers,
+    parameter file and streams: the inputs by role and the output, each with its tensor,
+    data type and a shape of the rank the driver packs)."""
     positive_ints(accel, "filters_per_layer", path)
     check_positive(json_field(accel, "feature_scale", path, float, BUILD_HINT),
                    f"{path}: field 'feature_scale'", BundleError, BUILD_HINT)
