@@ -361,6 +361,8 @@ def _drop(path: Path, dotted: str) -> None:
      r"field 'stages\.stage_a\.inputs\.0\.shape' must have 4 dimensions; got \[1, 8, 8\]"),
     ("accel/layers.json", lambda p: _drop(p, "stages.stage_a.inputs.0.datatype"),
      r"has no field 'stages\.stage_a\.inputs\.0\.datatype'"),
+    ("accel/layers.json", lambda p: _set(p, "stages.stage_b.outputs.0.datatype", "INT99X"),
+     r"field 'stages\.stage_b\.outputs\.0\.datatype' is 'INT99X', not a FINN data type"),
     ("accel/layers.json", lambda p: _set(p, "stages.stage_b.inputs.1.role", "masks"),
      r"the inputs of stage_b have roles \['features', 'masks'\]; the driver streams "
      r"\['features', 'mask'\]"),
@@ -380,7 +382,7 @@ def _drop(path: Path, dotted: str) -> None:
         "config-tau-5", "config-k-float", "filters-float", "config-k-str", "no-stage-b",
         "clk-0", "clk-negative", "clk-str", "no-filters", "no-feature-scale",
         "no-stage-b-layers", "filters-str", "no-output-shape", "inputs-str", "pixels-rank-3",
-        "no-datatype", "mask-role", "set-mass-str", "set-mass-1.5", "k-max-str",
+        "no-datatype", "bad-datatype", "mask-role", "set-mass-str", "set-mass-1.5", "k-max-str",
         "junk-tables", "truncated-tables", "no-tables", "tables-no-subsets"])
 def test_corrupt_bundle_file_is_named(bundle_dir, tmp_path, name, damage, match):
     other = copy_bundle(bundle_dir, tmp_path / "other")

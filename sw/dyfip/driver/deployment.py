@@ -15,6 +15,7 @@ from ..tables import MaskTable, TableError
 from .branch import Branch
 from .errors import BundleError, BundleMismatchError
 from .files import json_field, read_bytes, read_json, read_npz
+from .iospec import is_datatype
 
 ACCEL = "accel"
 LAYERS = "layers.json"
@@ -81,7 +82,10 @@ def check_accel(accel: dict, path: Path) -> None:
         for key, rank in streams + [("outputs.0", OUTPUT_RANKS[stage])]:
             field_ = f"stages.{stage}.{key}"
             json_field(accel, f"{field_}.tensor", path, str, BUILD_HINT)
-            json_field(accel, f"{field_}.datatype", path, str, BUILD_HINT)
+            datatype = json_field(accel, f"{field_}.datatype", path, str, BUILD_HINT)
+            if not is_datatype(datatype):
+                raise BundleError(f"{path}: field '{field_}.datatype' is {datatype!r}, not a "
+                                  f"FINN data type: {BUILD_HINT}")
             shape = positive_ints(accel, f"{field_}.shape", path)
             if len(shape) != rank:
                 raise BundleError(f"{path}: field '{field_}.shape' must have {rank} "

@@ -47,6 +47,16 @@ def bitwidth(datatype: str) -> int:
     return int(_packing()[2][datatype].bitwidth())
 
 
+def is_datatype(name: str) -> bool:
+    """Whether ``name`` is a FINN (QONNX) data type, e.g. ``"UINT4"``."""
+    from qonnx.core.datatype import DataType
+    try:
+        DataType[name]
+    except (KeyError, ValueError):  # ValueError: "INT9X", an arbitrary-width name that is not
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Stream:
     """One IODMA stream: ``role`` (pixels / features / mask / output), its DMA and shapes
