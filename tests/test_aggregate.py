@@ -85,6 +85,28 @@ def test_pooled_paired_comparisons_over_every_runs_images(tmp_path):
     assert "full - DyFiP 1.00" not in format_summary(out)
 
 
+def test_validation_splits_summarised_beside_the_test_splits(tmp_path):
+    """Each run's held-out validation split: margin and gap per seed, and pooled."""
+    paths = [_report(tmp_path / f"r{s}.json", s, 0.92, 0.91) for s in range(2)]
+    assert "validation" not in aggregate(paths)  # reports from before it
+    for s, path in enumerate(paths):
+        r = json.loads(path.read_text())
+        r["validation"] = {"images": 200, "full": 0.95, "static_exit": 0.9, "dyfip": 0.92 + s / 100,
+                           "margin": 0.02 + s / 100, "only_this": 6 + 2 * s, "only_baseline": 2,
+                           "vs_full": {"only_this": 1, "only_baseline": 7 - 2 * s}}
+        path.write_text(json.dumps(r))
+    v = aggregate(paths)["validation"]
+    assert v["margin"]["values"] == pytest.approx([0.02, 0.03])
+    assert v["gap"]["mean"] == pytest.approx(0.025)
+    assert v["pooled_vs_static_exit"]["margin"] == pytest.approx((14 - 4) / 400)
+    assert v["pooled_vs_full"]["margin"] == pytest.approx((2 - 12) / 400)
+    text = format_summary(aggregate(paths))
+    assert "validation splits: DyFiP - static_exit +2.50 +- 0.50 (per seed +2.00 / +3.00); " \
+           "full - DyFiP 2.50 +- 0.50 points" in text
+    assert "pooled over 400 validation predictions (runs x validation images): DyFiP - " \
+           "static_exit +2.50 +- " in text
+
+
 def test_paired_margin_counts_the_images_only_one_method_gets_right():
     import numpy as np
 

@@ -80,12 +80,32 @@ def check_seeds(loaded: list[tuple[dict, Path]]) -> None:
 def pooled(runs: list[dict], comparison: str) -> dict | None:
     """DyFiP's paired ``comparison`` (``vs_static_exit`` / ``vs_full``) over the test images
     of every run together, with ``images``; None when a run's report predates it."""
-    pairs = [(r["dyfip"].get(comparison), r.get("test_images")) for r in runs]
+    return pooled_counts([(r["dyfip"].get(comparison), r.get("test_images")) for r in runs])
+
+
+def pooled_counts(pairs: list[tuple[dict | None, int | None]]) -> dict | None:
+    """One paired comparison over every run's images: ``pairs`` of (its ``only_this`` /
+    ``only_baseline`` counts, its image count); None when one lacks them."""
     if any(c is None or "only_this" not in c or n is None for c, n in pairs):
         return None
     images = sum(n for _, n in pairs)
     return {**paired_stats(sum(c["only_this"] for c, _ in pairs),
                            sum(c["only_baseline"] for c, _ in pairs), images), "images": images}
+
+
+def validation_summary(runs: list[dict]) -> dict | None:
+    """The same comparisons on every run's validation split (held out from training: a
+    second, independent measure); None when a run's report predates it."""
+    splits = [r.get("validation") for r in runs]
+    if any(v is None for v in splits):
+        return None
+    out = {"margin": mean_se([v["margin"] for v in splits]),
+           "gap": mean_se([v["full"] - v["dyfip"] for v in splits])}
+    for name, counts in (("pooled_vs_static_exit", splits),
+                         ("pooled_vs_full", [v.get("vs_full") for v in splits])):
+        if (figure := pooled_counts([(c, v.get("images")) for c, v in zip(counts, splits)])):
+            out[name] = figure
+    return out
 
 
 def targets_held(runs: list[dict]) -> dict[str, dict]:
@@ -122,6 +142,8 @@ def aggregate(reports: list[Path]) -> dict:
             out[f"pooled_{comparison}"] = figure
     if targets := targets_held(runs):
         out["targets"] = targets
+    if validation := validation_summary(runs):
+        out["validation"] = validation
     recovered = [r["dyfip"].get("within_set_errors", {}).get("recovered") for r in runs]
     if None not in recovered:  # share of the static mask's extra errors DyFiP avoids
         out["recovered"] = mean_se(recovered)
@@ -137,6 +159,21 @@ def _held(target: dict) -> str:
     """E.g. ``22/24 (missed: seeds 10, 12)``."""
     missed = ", ".join(map(str, target["missed_seeds"]))
     return f"{target['held']}/{target['runs']}" + (f" (missed: seeds {missed})" if missed else "")
+
+
+def _points(figure: dict, sign: bool = False) -> str:
+    """A mean +- s.e. (fractions) in points."""
+    return f"{100 * figure['mean']:{'+' if sign else ''}.2f} +- {100 * figure['se']:.2f}"
+
+
+def _pooled_line(figures: dict, split: str) -> str:
+    """The pooled paired comparisons of ``figures`` (the summary, or its validation part)."""
+    p, f = figures["pooled_vs_static_exit"], figures.get("pooled_vs_full")
+    line = (f"pooled over {p['images']} {split} predictions (runs x {split} images): DyFiP - "
+            f"static_exit {100 * p['margin']:+.2f} +- {100 * p['paired_se']:.2f}")
+    if f is not None:  # vs_full's margin is DyFiP - full: the gap is its negative
+        line += f"; full - DyFiP {-100 * f['margin']:.2f} +- {100 * f['paired_se']:.2f}"
+    return line + " points (paired s.e.)"
 
 
 def format_summary(summary: dict) -> str:
@@ -161,12 +198,13 @@ def format_summary(summary: dict) -> str:
     lines.append(f"DyFiP - static_exit: {100 * g['mean']:+.2f} +- {100 * g['se']:.2f} points; "
                  f"full - DyFiP: {100 * d['mean']:.2f} +- {100 * d['se']:.2f} points")
     if "pooled_vs_static_exit" in summary:
-        p, f = summary["pooled_vs_static_exit"], summary.get("pooled_vs_full")
-        line = (f"pooled over {p['images']} test predictions (runs x test images): DyFiP - "
-                f"static_exit {100 * p['margin']:+.2f} +- {100 * p['paired_se']:.2f}")
-        if f is not None:  # vs_full's margin is DyFiP - full: the gap is its negative
-            line += f"; full - DyFiP {-100 * f['margin']:.2f} +- {100 * f['paired_se']:.2f}"
-        lines.append(line + " points (paired s.e.)")
+        lines.append(_pooled_line(summary, "test"))
+    if v := summary.get("validation"):
+        lines.append(f"validation splits: DyFiP - static_exit {_points(v['margin'], True)} "
+                     f"(per seed {' / '.join(f'{100 * m:+.2f}' for m in v['margin']['values'])}"
+                     f"); full - DyFiP {_points(v['gap'])} points")
+        if "pooled_vs_static_exit" in v:
+            lines.append(_pooled_line(v, "validation"))
     if "targets" in summary:
         lines.append("targets held per seed: " + ", ".join(
             f"{name} {_held(t)}" for name, t in summary["targets"].items()))
