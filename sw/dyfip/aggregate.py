@@ -195,8 +195,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{m:12s} {a['mean']:.4f} +- {a['se']:.4f} {ca['mean']:11.3f} "
                      f"{cw['mean']:13.3f}")
     g, d = summary["margin_vs_static_exit"], summary["gap_to_full"]
-    lines.append(f"DyFiP - static_exit: {100 * g['mean']:+.2f} +- {100 * g['se']:.2f} points; "
-                 f"full - DyFiP: {100 * d['mean']:.2f} +- {100 * d['se']:.2f} points")
+    lines.append(f"DyFiP - static_exit: {_points(g, True)} points; full - DyFiP: {_points(d)} "
+                 "points")
     if "pooled_vs_static_exit" in summary:
         lines.append(_pooled_line(summary, "test"))
     if v := summary.get("validation"):
