@@ -110,7 +110,7 @@ def write_report(report: dict, path: str | Path) -> None:
         *[_row(m, report[m]) for m in METHODS],
         "",
         f"Branch top-1 {d['branch_top1']:.2%}, {hit_rate} {d['topk_hit_rate']:.2%} "
-        f"({d['routed_hit_rate']:.2%} of the images routed to stage B); "
+        f"({d['routed_hit_rate']:.2%} on the images routed to stage B); "
         f"DyFiP minus static+exit: {report['margin_vs_static_exit'] * 100:+.2f} points"
         + _paired(d.get("vs_static_exit")) + "." + _vs_full(d.get("vs_full"))
         + _validation(report.get("validation")), "",
