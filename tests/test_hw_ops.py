@@ -77,6 +77,31 @@ def test_masked_mvau_specializes_to_rtl_with_estimates():
     assert res["LUT"] > 0
 
 
+def test_rtl_of_a_layer_without_negative_weights(tmp_path):
+    """FINN's MinimizeWeightBitWidth gives a layer without negative weights an unsigned type;
+    the RTL (signed weights) gets one bit more instead of refusing the weights. Node-level
+    rtlsim, which would stream the weights as data, is refused by name."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from finn.transformation.fpgadataflow.minimize_weight_bit_width import (
+        MinimizeWeightBitWidth)
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+
+    model, w, _ = _masked_node_model()
+    model.set_initializer("w", np.abs(w))  # 0..7
+    model = model.transform(SpecializeLayers("xc7z020clg400-1"))
+    model = model.transform(MinimizeWeightBitWidth())
+    inst = getCustomOp(model.graph.node[0])
+    assert inst.get_nodeattr("weightDataType") == "UINT3"
+    assert inst.rtl_params().weight_bits == 4
+    inst.set_nodeattr("code_gen_dir_ipgen", str(tmp_path))
+    inst.generate_hdl(model, "xc7z020clg400-1", 10)
+    assert all(Path(f).is_file() for f in inst.get_rtl_file_list(abspath=True))
+    inst.set_nodeattr("exec_mode", "rtlsim")
+    with pytest.raises(NotImplementedError, match="node-level rtlsim of MaskedMVAU_rtl"):
+        inst.execute_node({}, model.graph)
+
+
 def test_masked_mvau_rejects_wrong_mask_length():
     from qonnx.core.onnx_exec import execute_onnx
 

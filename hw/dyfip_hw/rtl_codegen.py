@@ -245,3 +245,41 @@ def generate_masked_mvau_rtl(out_dir: Path | str, params: MvauRtlParams, weights
     for src in CORE_SOURCES:
         _write_if_changed(out_dir / src, (RTL_DIR / src).read_text())
     return rtl_file_list(out_dir, p.name)
+
+
+def mask_split_verilog(top: str, filters: list[int], first_channels: int) -> str:
+    """``MaskSplit``'s HDL: one stage-wide filter-enable word in, one word per filter-enable
+    layer out (its filters' bits, then its input channels': the previous layer's filters,
+    all ones for the first), each registered and byte-padded. Plain Verilog-2001: Vivado's
+    block design takes no SystemVerilog top for a module reference."""
+    ports = [f"  input  wire [{_pad8(sum(filters)) - 1}:0] in0_V_TDATA,",
+             "  input  wire in0_V_TVALID,", "  output wire in0_V_TREADY,"]
+    if _pad8(sum(filters)) > sum(filters):  # the byte padding of the input word is unread
+        ports[0] = ("  /* verilator lint_off UNUSEDSIGNAL */\n" + ports[0]
+                    + "\n  /* verilator lint_on UNUSEDSIGNAL */")
+    decls, body, lo = [], [], 0
+    for i, f in enumerate(filters):
+        bits = f + (first_channels if i == 0 else filters[i - 1])
+        w = _pad8(bits)
+        ports += [f"  output wire [{w - 1}:0] out{i}_V_TDATA,",
+                  f"  output wire out{i}_V_TVALID,", f"  input  wire out{i}_V_TREADY,"]
+        chan = (f"{{{first_channels}{{1'b1}}}}" if i == 0
+                else f"in0_V_TDATA[{lo - 1}:{lo - filters[i - 1]}]")
+        word = f"{chan}, in0_V_TDATA[{lo + f - 1}:{lo}]"
+        if w > bits:
+            word = f"{{{w - bits}{{1'b0}}}}, {word}"
+        decls.append(f"  reg v{i}; reg [{w - 1}:0] d{i};")
+        body += [f"  assign out{i}_V_TDATA = d{i}; assign out{i}_V_TVALID = v{i};",
+                 "  always @(posedge ap_clk) begin",
+                 f"    if (!ap_rst_n) v{i} <= 1'b0;",
+                 f"    else if (in0_V_TVALID && in0_V_TREADY) begin",
+                 f"      v{i} <= 1'b1; d{i} <= {{{word}}};",
+                 "    end",
+                 f"    else if (out{i}_V_TREADY) v{i} <= 1'b0;",
+                 "  end"]
+        lo += f
+    ports[-1] = ports[-1].rstrip(",")
+    busy = " | ".join(f"v{i}" for i in range(len(filters)))
+    return "\n".join([f"module {top} (", "  input  wire ap_clk,", "  input  wire ap_rst_n,",
+                      *ports, ");", *decls, f"  assign in0_V_TREADY = !({busy});", *body,
+                      "endmodule", ""])

@@ -1,7 +1,7 @@
 """``verilator --lint-only -Wall`` over every RTL source: ``python -m dyfip_hw.rtl_lint``.
 
-Lints each module of hw/dyfip_hw/rtl for a few parameter sets (edge cases included) and a wrapper
-rendered by :mod:`dyfip_hw.rtl_codegen`. Exit status 0 when all are clean.
+Lints each module of hw/dyfip_hw/rtl for a few parameter sets (edge cases included), a wrapper
+and MaskSplit tops rendered by :mod:`dyfip_hw.rtl_codegen`. Exit status 0 when all are clean.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .rtl_codegen import CORE_SOURCES, RTL_DIR, MvauRtlParams, generate_masked_mvau_rtl
+from .rtl_codegen import (CORE_SOURCES, RTL_DIR, MvauRtlParams, generate_masked_mvau_rtl,
+                          mask_split_verilog)
 from .rtl_sim import verilator_lint
 
 CORE = [RTL_DIR / f for f in CORE_SOURCES]
@@ -39,7 +40,14 @@ def lint_all(verbose: bool = True) -> list[str]:
         w = np.ones((p.mw, p.mh), np.int64)
         th = np.tile(np.arange(p.n_thresholds), (p.mh, 1))
         files = generate_masked_mvau_rtl(tmp, p, w, th)
-        for label, top, sources, params in [*TARGETS, ("generated wrapper", p.name, files, {})]:
+        generated = [("generated wrapper", p.name, files, {})]
+        # MaskSplit tops: byte-aligned words and padded ones (digits, Fashion-MNIST, odd sizes)
+        for filters, first in (([64, 64], 32), ([64, 64, 128], 32), ([6, 5], 3)):
+            top = "mask_split_" + "_".join(map(str, [*filters, first]))
+            path = Path(tmp) / f"{top}.v"
+            path.write_text(mask_split_verilog(top, filters, first))
+            generated.append((f"mask split {filters} / {first}", top, [path], {}))
+        for label, top, sources, params in [*TARGETS, *generated]:
             res = verilator_lint(sources, top, params)
             ok = res.returncode == 0 and "%Warning" not in res.stderr
             if not ok:

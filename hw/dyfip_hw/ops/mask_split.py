@@ -13,6 +13,7 @@ from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from finn.custom_op.fpgadataflow.rtl import register_custom_op as register_rtl_op
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
+from ..rtl_codegen import mask_split_verilog
 from .ipi import ipi_commands
 
 
@@ -105,41 +106,18 @@ class MaskSplit_rtl(MaskSplit, RTLBackend):
         out_dir = Path(self.get_nodeattr("code_gen_dir_ipgen"))
         out_dir.mkdir(parents=True, exist_ok=True)
         top = self.get_verilog_top_module_name()
-        (out_dir / f"{top}.sv").write_text(self.verilog(top))
+        (out_dir / f"{top}.v").write_text(self.verilog(top))
         self.set_nodeattr("gen_top_module", top)
         self.set_nodeattr("ipgen_path", str(out_dir))
         self.set_nodeattr("ip_path", str(out_dir))
 
     def verilog(self, top: str) -> str:
         """A one-word-in, one-word-per-layer-out AXI-Stream splitter (byte-padded words)."""
-        f, first = self._filters(), self.get_nodeattr("firstChannels")
-        pad = lambda bits: (bits + 7) // 8 * 8  # noqa: E731
-        ports = [f"  input  logic [{pad(sum(f)) - 1}:0] in0_V_TDATA,",
-                 "  input  logic in0_V_TVALID,", "  output logic in0_V_TREADY,"]
-        decls, body, lo = [], [], 0
-        busy = " | ".join(f"v{i}" for i in range(len(f)))
-        for i, fi in enumerate(f):
-            w = pad(self._out_bits(i))
-            ports += [f"  output logic [{w - 1}:0] out{i}_V_TDATA,",
-                      f"  output logic out{i}_V_TVALID,", f"  input  logic out{i}_V_TREADY,"]
-            chan = f"{{{first}{{1'b1}}}}" if i == 0 else f"in0_V_TDATA[{lo - 1}:{lo - f[i - 1]}]"
-            decls.append(f"  logic v{i}; logic [{w - 1}:0] d{i};")
-            body += [f"  assign out{i}_V_TDATA = d{i}; assign out{i}_V_TVALID = v{i};",
-                     "  always_ff @(posedge ap_clk) begin",
-                     f"    if (!ap_rst_n) v{i} <= 1'b0;",
-                     f"    else if (in0_V_TVALID && in0_V_TREADY) begin v{i} <= 1'b1;",
-                     f"      d{i} <= {w}'({{{chan}, in0_V_TDATA[{lo + fi - 1}:{lo}]}}); end",
-                     f"    else if (out{i}_V_TREADY) v{i} <= 1'b0;",
-                     "  end"]
-            lo += fi
-        ports[-1] = ports[-1].rstrip(",")
-        return "\n".join([f"module {top} (", "  input  logic ap_clk,", "  input  logic ap_rst_n,",
-                          *ports, ");", *decls, f"  assign in0_V_TREADY = !({busy});", *body,
-                          "endmodule", ""])
+        return mask_split_verilog(top, self._filters(), self.get_nodeattr("firstChannels"))
 
     def get_rtl_file_list(self, abspath=False):
         top = self.get_nodeattr("gen_top_module") or self.get_verilog_top_module_name()
-        name = f"{top}.sv"
+        name = f"{top}.v"
         return [str(Path(self.get_nodeattr("code_gen_dir_ipgen")) / name) if abspath else name]
 
     def code_generation_ipi(self):

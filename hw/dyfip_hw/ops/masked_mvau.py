@@ -109,8 +109,11 @@ class MaskedMVAU_rtl(MaskedMVAU, RTLBackend):
         return attrs
 
     def execute_node(self, context, graph):
-        if self.get_nodeattr("exec_mode") == "rtlsim":
-            return RTLBackend.execute_node(self, context, graph)
+        if self.get_nodeattr("exec_mode") == "rtlsim":  # FINN's would feed weights as streams
+            raise NotImplementedError(
+                f"{self.onnx_node.name}: node-level rtlsim of MaskedMVAU_rtl is not supported; "
+                "the RTL is verified by tests/test_rtl_masked_mvau.py (cocotb + Verilator) and "
+                "the stitched design by FINN's stitched-IP rtlsim (needs Vivado)")
         return MaskedMVAU.execute_node(self, context, graph)
 
     def lut_estimation(self, fpgapart):
@@ -124,10 +127,11 @@ class MaskedMVAU_rtl(MaskedMVAU, RTLBackend):
         """Parameters of ``dyfip_hw.rtl_codegen`` (module ``masked_mvau``, hw/dyfip_hw/rtl)."""
         from dyfip_hw.rtl_codegen import MvauRtlParams
 
-        return MvauRtlParams(
+        weights = self.get_input_datatype(1)  # unsigned after FINN's MinimizeWeightBitWidth
+        return MvauRtlParams(  # when no weight is negative: the RTL's weights are signed
             pe=self.get_nodeattr("PE"), simd=self.get_nodeattr("SIMD"),
             mw=self.get_nodeattr("MW"), mh=self.get_nodeattr("MH"), kk=self.get_nodeattr("KK"),
-            weight_bits=self.get_input_datatype(1).bitwidth(),
+            weight_bits=weights.bitwidth() + (not weights.signed()),
             act_bits=self.get_input_datatype(0).bitwidth(),
             out_bits=self.get_output_datatype().bitwidth(), num_pixels=self.pixels(),
             use_thresholds=True, name=self.get_verilog_top_module_name())
