@@ -46,10 +46,15 @@ TRAINING_SETTINGS = frozenset({"dataset", "seed", "stage_a", "stage_b", "weight_
 PERMUTATION = "permutation.json"
 TIMINGS = "timings.json"  # seconds per step, kept across step-by-step commands
 PARETO = "pareto.png"
-FOLD_HINT = "run 'dyfip fold' first"
-# the step that writes each checkpoint (named when one is missing or corrupt)
+# the step that writes each bundle file the steps read (named when one is missing or corrupt)
 WRITTEN_BY = {BASE: "train", MODEL: "finetune", BASELINE.format("static"): "finetune",
-              BASELINE.format("static_exit"): "finetune"}
+              BASELINE.format("static_exit"): "finetune", bundle.IMPORTANCE: "explain",
+              bundle.FOLDING: "fold", PERMUTATION: "fold"}
+
+
+def rerun(name: str) -> str:
+    """What makes bundle file ``name``: ``"run 'dyfip fold' first"``."""
+    return f"run 'dyfip {WRITTEN_BY[name]}' first"
 
 
 @dataclass
@@ -74,7 +79,7 @@ class Pipeline:
         return self.out / name
 
     def load(self, name: str) -> DyFiPNet:
-        p, hint = self.path(name), f"run 'dyfip {WRITTEN_BY[name]}' first"
+        p, hint = self.path(name), rerun(name)
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: {hint}")
         return load_checkpoint(p, hint)
@@ -104,13 +109,14 @@ class Pipeline:
         if self.config.board == "none":
             return None
         p = self.path(bundle.FOLDING)
-        est = bundle.read_json(p, FOLD_HINT)
+        est = bundle.read_json(p, rerun(bundle.FOLDING))
         if self.config.permute and not self.path(PERMUTATION).exists():
             raise FileNotFoundError(f"{self.path(PERMUTATION)} not found: 'dyfip explain' "
                                     "restored the trained filter order; run 'dyfip fold' "
                                     "again (then finetune and evaluate)")
         now = fold_settings(self.config)
-        folded_for = bundle.json_field(est, "folded_for", p, dict, FOLD_HINT, default={})
+        folded_for = bundle.json_field(est, "folded_for", p, dict, rerun(bundle.FOLDING),
+                                       default={})
         was = fold_settings(self.config.replace(**folded_for))
         changed = [f"{k}={now[k]!r} (folded for {was[k]!r})" for k in now if was[k] != now[k]]
         if changed:
@@ -144,7 +150,7 @@ class Pipeline:
         plot_importance(imp, self.path("importance.png"), self.data.classes)
 
     def importance(self) -> dict[str, np.ndarray]:
-        return bundle.read_npz(self.path(bundle.IMPORTANCE), "run 'dyfip explain' first")
+        return bundle.read_npz(self.path(bundle.IMPORTANCE), rerun(bundle.IMPORTANCE))
 
     def unpermuted(self, base: DyFiPNet, imp: dict[str, np.ndarray] | None = None
                    ) -> tuple[DyFiPNet, dict[str, np.ndarray] | None]:
@@ -155,7 +161,8 @@ class Pipeline:
             return base, imp
         from dyfip_hw.permute import permute_importance, permute_model
 
-        perms = bundle.json_field(bundle.read_json(p, FOLD_HINT), "perms", p, dict, FOLD_HINT)
+        hint = rerun(PERMUTATION)
+        perms = bundle.json_field(bundle.read_json(p, hint), "perms", p, dict, hint)
         inverse = {k: np.argsort(v) for k, v in perms.items()}
         return (permute_model(base, inverse),
                 None if imp is None else permute_importance(imp, inverse))
@@ -312,11 +319,10 @@ class Pipeline:
         report["margin_vs_static_exit"] = main["dyfip"]["accuracy"] - main["static_exit"]["accuracy"]
         report["validation"] = self.validation_margin(models, table, cost)
         report["targets"] = check_targets(report)
-        if self.path(PERMUTATION).exists():
-            p = self.path(PERMUTATION)
-            perm = bundle.read_json(p, FOLD_HINT)
+        if (p := self.path(PERMUTATION)).exists():
+            perm = bundle.read_json(p, rerun(PERMUTATION))
             report["permutation"] = {
-                k: {f: bundle.json_field(perm, f"{k}.{f}", p, object, FOLD_HINT)
+                k: {f: bundle.json_field(perm, f"{k}.{f}", p, object, rerun(PERMUTATION))
                     for f in ("mean_enabled_folds", "mean_stage_b_cycles")}
                 for k in ("unpermuted", "permuted")}
         report["sweep"] = sweep
