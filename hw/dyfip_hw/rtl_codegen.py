@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dyfip.dataflow import mask_word_bits
 from dyfip.kernels import Folding
 
 RTL_DIR = Path(__file__).resolve().parent / "rtl"  # shipped in the package, like FINN's finn-rtllib
@@ -258,8 +259,7 @@ def mask_split_verilog(top: str, filters: list[int], first_channels: int) -> str
         ports[0] = ("  /* verilator lint_off UNUSEDSIGNAL */\n" + ports[0]
                     + "\n  /* verilator lint_on UNUSEDSIGNAL */")
     decls, body, lo = [], [], 0
-    for i, f in enumerate(filters):
-        bits = f + (first_channels if i == 0 else filters[i - 1])
+    for i, (f, bits) in enumerate(zip(filters, mask_word_bits(filters, first_channels))):
         w = _pad8(bits)
         ports += [f"  output wire [{w - 1}:0] out{i}_V_TDATA,",
                   f"  output wire out{i}_V_TVALID,", f"  input  wire out{i}_V_TREADY,"]

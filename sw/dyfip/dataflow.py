@@ -36,6 +36,12 @@ LAYERS_JSON = "layers.json"
 BUILD_HINT = "(re)export the accelerator with 'dyfip build --estimate'"
 
 
+def mask_word_bits(filters: Sequence[int], first_channels: int) -> list[int]:
+    """Bits of each layer's word from :func:`split_stage_mask`: its filters, then its input
+    channels (the previous layer's filters; ``first_channels`` for the first)."""
+    return [int(f) + int(c) for f, c in zip(filters, [first_channels, *filters[:-1]])]
+
+
 def split_stage_mask(mask: np.ndarray, filters: Sequence[int], first_channels: int
                      ) -> list[np.ndarray]:
     """``(N, sum F)`` 0/1 -> per layer ``(N, F_l + CH_l)`` ``[filters | channel enables]``.

@@ -7,7 +7,7 @@ import numpy as np
 from onnx import helper
 from qonnx.core.datatype import DataType
 
-from dyfip.dataflow import split_stage_mask
+from dyfip.dataflow import mask_word_bits, split_stage_mask
 from finn.custom_op.fpgadataflow import register_custom_op
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from finn.custom_op.fpgadataflow.rtl import register_custom_op as register_rtl_op
@@ -33,8 +33,7 @@ class MaskSplit(HWCustomOp):
         return [int(f) for f in self.get_nodeattr("filters")]
 
     def _out_bits(self, ind: int) -> int:
-        f = self._filters()
-        return f[ind] + (self.get_nodeattr("firstChannels") if ind == 0 else f[ind - 1])
+        return mask_word_bits(self._filters(), self.get_nodeattr("firstChannels"))[ind]
 
     def get_input_datatype(self, ind=0):
         return DataType["BINARY"]
