@@ -8,7 +8,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from .tables import TableError, layer_budgets
+from .tables import Budget, TableError, layer_budgets
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,7 @@ class Config:
     def validate(self, num_classes: int) -> None:
         """Reject settings that cannot work, naming the value."""
         self.check_types()
-        if not 1 <= self.k < num_classes:
-            raise ValueError(f"k={self.k} must be in 1..{num_classes - 1} for {num_classes} classes")
+        self.check_swept(num_classes)
         if self.k_max and not self.k <= self.k_max < num_classes:
             raise ValueError(f"k_max={self.k_max} (adaptive sets of k..k_max classes) must be 0 "
                              f"or in {self.k}..{num_classes - 1}: set it with --set k_max=N, "
@@ -154,12 +153,6 @@ class Config:
                              f"{WEIGHT_SCALINGS}")
         if not 0.0 < self.set_mass <= 1.0:
             raise ValueError(f"set_mass={self.set_mass} must be in (0, 1]")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau={self.tau} must be in (0, 1]")
-        try:
-            layer_budgets(self.budget, len(self.stage_b))
-        except TableError as err:
-            raise ValueError(f"budget={self.budget}: {err}") from None
         if not isinstance(self.max_shift, int) or self.max_shift < 0:
             raise ValueError(f"max_shift={self.max_shift!r} must be a whole number of pixels >= 0")
         if self.finetune_set_temperature < 0:
@@ -177,23 +170,36 @@ class Config:
                              f"folds: it needs group_size=0 (the PE groups), not "
                              f"{self.group_size}")
         self.check_layers()
-        for tau in self.sweep_tau:
-            if not 0.0 < tau <= 1.0:
-                raise ValueError(f"sweep_tau={list(self.sweep_tau)}: {tau} must be in (0, 1]")
-        for k in self.sweep_k:
-            if not 1 <= k < num_classes:
-                raise ValueError(f"sweep_k={list(self.sweep_k)}: {k} must be in "
-                                 f"1..{num_classes - 1} for {num_classes} classes")
-        for budget in self.sweep_budget:
-            try:
-                layer_budgets(budget, len(self.stage_b))
-            except TableError as err:
-                raise ValueError(f"sweep_budget={list(self.sweep_budget)}: {err}") from None
         for spec in self.stage_b:
             if self.group_size and spec.out_channels % self.group_size:
                 raise ValueError(
                     f"group_size={self.group_size} does not divide a stage-B layer of "
                     f"{spec.out_channels} filters")
+
+    def check_swept(self, num_classes: int) -> None:
+        """``tau``, ``k`` and ``budget`` and each value of their ``sweep_*`` lists are in range
+        (the message names the field and the value)."""
+        def tau(value: float) -> str | None:
+            return None if 0.0 < value <= 1.0 else f"{value} must be in (0, 1]"
+
+        def k(value: int) -> str | None:
+            return None if 1 <= value < num_classes else (
+                f"{value} must be in 1..{num_classes - 1} for {num_classes} classes")
+
+        def budget(value: Budget) -> str | None:
+            try:
+                layer_budgets(value, len(self.stage_b))
+            except TableError as err:
+                return str(err)
+            return None
+
+        for name, problem in (("tau", tau), ("k", k), ("budget", budget)):
+            value, swept = getattr(self, name), list(getattr(self, f"sweep_{name}"))
+            if message := problem(value):
+                raise ValueError(f"{name}={value}: {message}")
+            for point in swept:
+                if message := problem(point):
+                    raise ValueError(f"sweep_{name}={swept}: {message}")
 
     def check_layers(self) -> None:
         """Stage A and stage B each have a layer; every conv block's fields have their
