@@ -280,6 +280,10 @@ def mask_split_verilog(top: str, filters: list[int], first_channels: int) -> str
         lo += f
     ports[-1] = ports[-1].rstrip(",")
     busy = " | ".join(f"v{i}" for i in range(len(filters)))
-    return "\n".join([f"module {top} (", "  input  wire ap_clk,", "  input  wire ap_rst_n,",
-                      *ports, ");", *decls, f"  assign in0_V_TREADY = !({busy});", *body,
+    busifs = ":".join(["in0_V", *(f"out{i}_V" for i in range(len(filters)))])
+    clock = ['  (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 ap_clk CLK" *)',
+             f'  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF {busifs}, '
+             'ASSOCIATED_RESET ap_rst_n" *)', "  input  wire ap_clk,",
+             '  (* X_INTERFACE_PARAMETER = "POLARITY ACTIVE_LOW" *)', "  input  wire ap_rst_n,"]
+    return "\n".join([f"module {top} (", *clock, *ports, ");", *decls, f"  assign in0_V_TREADY = !({busy});", *body,
                       "endmodule", ""])
