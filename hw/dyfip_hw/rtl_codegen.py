@@ -285,5 +285,5 @@ def mask_split_verilog(top: str, filters: list[int], first_channels: int) -> str
              f'  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF {busifs}, '
              'ASSOCIATED_RESET ap_rst_n" *)', "  input  wire ap_clk,",
              '  (* X_INTERFACE_PARAMETER = "POLARITY ACTIVE_LOW" *)', "  input  wire ap_rst_n,"]
-    return "\n".join([f"module {top} (", *clock, *ports, ");", *decls, f"  assign in0_V_TREADY = !({busy});", *body,
-                      "endmodule", ""])
+    return "\n".join([f"module {top} (", *clock, *ports, ");", *decls,
+                      f"  assign in0_V_TREADY = !({busy});", *body, "endmodule", ""])
