@@ -77,20 +77,19 @@ def check_seeds(loaded: list[tuple[dict, Path]]) -> None:
                                      for seed, p in repeated.items()))
 
 
-def pooled(runs: list[dict], comparison: str) -> dict | None:
-    """DyFiP's paired ``comparison`` (``vs_static_exit`` / ``vs_full``) over the test images
-    of every run together, with ``images``; None when a run's report predates it."""
-    return pooled_counts([(r["dyfip"].get(comparison), r.get("test_images")) for r in runs])
-
-
-def pooled_counts(pairs: list[tuple[dict | None, int | None]]) -> dict | None:
-    """One paired comparison over every run's images: ``pairs`` of (its ``only_this`` /
-    ``only_baseline`` counts, its image count); None when one lacks them."""
-    if any(c is None or "only_this" not in c or n is None for c, n in pairs):
-        return None
-    images = sum(n for _, n in pairs)
-    return {**paired_stats(sum(c["only_this"] for c, _ in pairs),
-                           sum(c["only_baseline"] for c, _ in pairs), images), "images": images}
+def pooled(comparisons: dict[str, list[dict | None]], images: list[int | None]) -> dict:
+    """Each paired comparison (name -> every run's ``only_this`` / ``only_baseline`` counts)
+    over the images of every run together (``images``: each run's count), as
+    ``pooled_<name>`` with ``images``; a comparison some run's report predates is left out."""
+    out = {}
+    for name, counts in comparisons.items():
+        if any(c is None or "only_this" not in c for c in counts) or None in images:
+            continue
+        total = sum(images)
+        out[f"pooled_{name}"] = {**paired_stats(sum(c["only_this"] for c in counts),
+                                                sum(c["only_baseline"] for c in counts), total),
+                                 "images": total}
+    return out
 
 
 def validation_summary(runs: list[dict]) -> dict | None:
@@ -99,13 +98,10 @@ def validation_summary(runs: list[dict]) -> dict | None:
     splits = [r.get("validation") for r in runs]
     if any(v is None for v in splits):
         return None
-    out = {"margin": mean_se([v["margin"] for v in splits]),
-           "gap": mean_se([v["full"] - v["dyfip"] for v in splits])}
-    for name, counts in (("pooled_vs_static_exit", splits),
-                         ("pooled_vs_full", [v.get("vs_full") for v in splits])):
-        if (figure := pooled_counts([(c, v.get("images")) for c, v in zip(counts, splits)])):
-            out[name] = figure
-    return out
+    return {"margin": mean_se([v["margin"] for v in splits]),
+            "gap": mean_se([v["full"] - v["dyfip"] for v in splits]),
+            **pooled({"vs_static_exit": splits, "vs_full": [v.get("vs_full") for v in splits]},
+                     [v.get("images") for v in splits])}
 
 
 def targets_held(runs: list[dict]) -> dict[str, dict]:
@@ -137,9 +133,8 @@ def aggregate(reports: list[Path]) -> dict:
     out["margin_paired_se"] = [r["dyfip"].get("vs_static_exit", {}).get("paired_se")
                                for r in runs]
     out["gap_paired_se"] = [r["dyfip"].get("vs_full", {}).get("paired_se") for r in runs]
-    for comparison in ("vs_static_exit", "vs_full"):  # one paired figure over all runs
-        if (figure := pooled(runs, comparison)) is not None:
-            out[f"pooled_{comparison}"] = figure
+    out |= pooled({c: [r["dyfip"].get(c) for r in runs] for c in ("vs_static_exit", "vs_full")},
+                  [r.get("test_images") for r in runs])  # one paired figure over all runs
     if targets := targets_held(runs):
         out["targets"] = targets
     if validation := validation_summary(runs):
