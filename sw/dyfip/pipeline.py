@@ -108,15 +108,14 @@ class Pipeline:
         accelerator's."""
         if self.config.board == "none":
             return None
-        p = self.path(bundle.FOLDING)
-        est = bundle.read_json(p, rerun(bundle.FOLDING))
+        p, hint = self.path(bundle.FOLDING), rerun(bundle.FOLDING)
+        est = bundle.read_json(p, hint)
         if self.config.permute and not self.path(PERMUTATION).exists():
             raise FileNotFoundError(f"{self.path(PERMUTATION)} not found: 'dyfip explain' "
                                     "restored the trained filter order; run 'dyfip fold' "
                                     "again (then finetune and evaluate)")
         now = fold_settings(self.config)
-        folded_for = bundle.json_field(est, "folded_for", p, dict, rerun(bundle.FOLDING),
-                                       default={})
+        folded_for = bundle.json_field(est, "folded_for", p, dict, hint, default={})
         was = fold_settings(self.config.replace(**folded_for))
         changed = [f"{k}={now[k]!r} (folded for {was[k]!r})" for k in now if was[k] != now[k]]
         if changed:
@@ -320,9 +319,10 @@ class Pipeline:
         report["validation"] = self.validation_margin(models, table, cost)
         report["targets"] = check_targets(report)
         if (p := self.path(PERMUTATION)).exists():
-            perm = bundle.read_json(p, rerun(PERMUTATION))
+            hint = rerun(PERMUTATION)
+            perm = bundle.read_json(p, hint)
             report["permutation"] = {
-                k: {f: bundle.json_field(perm, f"{k}.{f}", p, object, rerun(PERMUTATION))
+                k: {f: bundle.json_field(perm, f"{k}.{f}", p, object, hint)
                     for f in ("mean_enabled_folds", "mean_stage_b_cycles")}
                 for k in ("unpermuted", "permuted")}
         report["sweep"] = sweep

@@ -127,8 +127,10 @@ class MaskedMVAU_rtl(MaskedMVAU, RTLBackend):
         """Parameters of ``dyfip_hw.rtl_codegen`` (module ``masked_mvau``, hw/dyfip_hw/rtl)."""
         from dyfip_hw.rtl_codegen import MvauRtlParams
 
-        weights = self.get_input_datatype(1)  # unsigned after FINN's MinimizeWeightBitWidth
-        return MvauRtlParams(  # when no weight is negative: the RTL's weights are signed
+        # the RTL's weights are signed; FINN's MinimizeWeightBitWidth makes a layer without
+        # negative weights unsigned, which needs one more bit as signed
+        weights = self.get_input_datatype(1)
+        return MvauRtlParams(
             pe=self.get_nodeattr("PE"), simd=self.get_nodeattr("SIMD"),
             mw=self.get_nodeattr("MW"), mh=self.get_nodeattr("MH"), kk=self.get_nodeattr("KK"),
             weight_bits=weights.bitwidth() + (not weights.signed()),
