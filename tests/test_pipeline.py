@@ -366,6 +366,14 @@ def test_cli_step_by_step(tmp_path):
     assert [int(m.sum(axis=1).max()) for m in table.masks] == [32, 16]  # of 64 / 64 filters
     # steps run by separate commands still report their times, evaluate's own too
     assert set(report["timings_s"]) >= {"train", "explain", "fold", "finetune", "evaluate"}
+    # and each step's software and torch threads, which the float results depend on
+    env = report["environment"]
+    assert set(env) == set(report["timings_s"])
+    assert env["train"]["threads"] == torch.get_num_threads()
+    assert env["evaluate"]["cpu"] == torch.backends.cpu.get_cpu_capability()
+    assert env["finetune"]["torch"] == torch.__version__ and env["explain"]["brevitas"]
+    assert (f"torch threads {torch.get_num_threads()} in every step"
+            in (tmp_path / bundle.REPORT_MD).read_text())
     assert not (tmp_path / "pareto.png").exists()  # no sweep, no Pareto plot
     assert "pareto.png" not in (tmp_path / bundle.REPORT_MD).read_text()
     assert (report["params"]["k_max"], report["params"]["set_mass"]) == (2, 0.8)
@@ -550,3 +558,13 @@ def test_finetuning_keeps_stage_a_and_branch(tiny_bundle):
         deployed.branch[2].bias += 5 * torch.arange(10.0)
     with pytest.raises(RuntimeError, match="changed stage A or the branch"):
         check_decisions_frozen(base, deployed, images, k=2, tau=0.5)
+
+
+def test_report_names_each_steps_threads_when_they_differ():
+    from dyfip.report import _environment
+
+    same = {"threads": 2, "cpu": "AVX2", "torch": "2.13.0", "brevitas": "0.12.1"}
+    line, _ = _environment({"train": same, "evaluate": {**same, "threads": 1}})
+    assert "torch threads train 2, evaluate 1 (" in line
+    assert line.count("cpu AVX2, torch 2.13.0") == 1  # the same software is named once
+    assert _environment(None) == []  # reports from before the record

@@ -45,6 +45,7 @@ TRAINING_SETTINGS = frozenset({"dataset", "seed", "stage_a", "stage_b", "weight_
                                "shift_per_image", "recalibrate_bn"})
 PERMUTATION = "permutation.json"
 TIMINGS = "timings.json"  # seconds per step, kept across step-by-step commands
+ENVIRONMENT = "environment.json"  # software and torch threads per step, kept likewise
 PARETO = "pareto.png"
 # the step that writes each bundle file the steps read (named when one is missing or corrupt)
 WRITTEN_BY = {BASE: "train", MODEL: "finetune", BASELINE.format("static"): "finetune",
@@ -64,6 +65,7 @@ class Pipeline:
     config: Config
     out: Path
     timings: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, dict] = field(default_factory=dict)
     _frozen: tuple[str, FrozenOutputs] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -387,10 +389,14 @@ class Pipeline:
 
     STEPS = ("train", "explain", "fold", "finetune", "evaluate", "build")
 
+    def per_step(self, name: str, current: dict) -> dict:
+        """``current`` {step: record} over what earlier commands recorded in ``name``."""
+        p = self.path(name)
+        return {**(bundle.read_json(p) if p.exists() else {}), **current}
+
     def step_timings(self) -> dict[str, float]:
         """Seconds per step of this bundle's run, also of steps run by earlier commands."""
-        p = self.path(TIMINGS)
-        return {**(bundle.read_json(p) if p.exists() else {}), **self.timings}
+        return self.per_step(TIMINGS, self.timings)
 
     def run(self, steps=STEPS) -> dict | None:
         """Run ``steps`` in order; returns the report when ``evaluate`` is among them."""
@@ -408,7 +414,7 @@ class Pipeline:
             console.print(f"[bold]dyfip {step}[/] -> {self.out}")
             t0 = time.perf_counter()
             if step == "train":  # a new network: earlier timings and folding are another's
-                for name in (TIMINGS, bundle.FOLDING, PERMUTATION):
+                for name in (TIMINGS, ENVIRONMENT, bundle.FOLDING, PERMUTATION):
                     self.path(name).unlink(missing_ok=True)
             result = getattr(self, step)()
             report = result if step == "evaluate" else report
@@ -416,7 +422,9 @@ class Pipeline:
             # ``dyfip evaluate --tau 0.95``) leaves the driver the report's k, tau and budget
             bundle.write_text(self.path(bundle.CONFIG), self.config.to_json())
             self.timings[step] = round(time.perf_counter() - t0, 2)
+            self.environment[step] = software_environment()
             bundle.write_json(self.path(TIMINGS), self.step_timings())
+            bundle.write_json(self.path(ENVIRONMENT), self.per_step(ENVIRONMENT, self.environment))
             if report is not None:  # again after build: the step times include it
                 self.save_report(report)
         return report
@@ -424,8 +432,21 @@ class Pipeline:
     def save_report(self, report: dict) -> None:
         """report.json and report.md, with the seconds per step so far."""
         report["timings_s"] = self.step_timings()
+        report["environment"] = self.per_step(ENVIRONMENT, self.environment)
         bundle.write_json(self.path(bundle.REPORT_JSON), report)
         write_report(report, self.path(bundle.REPORT_MD))
+
+
+def software_environment() -> dict:
+    """What a step's float results depend on besides the config: torch's thread count and
+    CPU kernels (AVX2, AVX512, ...; both change how float sums are split and rounded) and
+    the versions."""
+    import platform
+    from importlib.metadata import version
+
+    return {"threads": torch.get_num_threads(), "cpu": torch.backends.cpu.get_cpu_capability(),
+            "python": platform.python_version(),
+            **{name: version(name) for name in ("torch", "brevitas", "captum")}}
 
 
 def fold_settings(config: Config) -> dict:

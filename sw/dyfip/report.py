@@ -54,6 +54,22 @@ def _targets(report: dict) -> list[str]:
             + "; ".join(describe(name, check) for name, check in targets.items()) + ".", ""]
 
 
+def _environment(env: dict | None) -> list[str]:
+    """Software, CPU kernels and torch threads of the steps (older reports: none): the
+    figures reproduce bit for bit only with the same ones."""
+    if not env:
+        return []
+
+    def described(record: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in record.items() if k != "threads")
+    kinds = sorted({described(r) for r in env.values()})
+    threads = {step: r["threads"] for step, r in env.items()}
+    counts = (f"{next(iter(threads.values()))} in every step" if len(set(threads.values())) == 1
+              else ", ".join(f"{step} {n}" for step, n in threads.items()))
+    return [f"Environment: {'; '.join(kinds)}; torch threads {counts} (float sums depend on "
+            "the threads and CPU kernels: the figures reproduce bit for bit with the same).", ""]
+
+
 def summary(report: dict) -> str:
     """One console line per method, then the targets this run misses (if it has targets)."""
     lines = [f"{LABELS[m].strip('*'):28s} acc {r['accuracy']:.4f}  macs avg/worst "
@@ -125,5 +141,6 @@ def write_report(report: dict, path: str | Path) -> None:
         "![Filter importance](importance.png)", "",
         "Step times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("timings_s", {}).items()),
         "",
+        *_environment(report.get("environment")),
     ]
     write_text(path, "\n".join(lines))
