@@ -45,7 +45,7 @@ TRAINING_SETTINGS = frozenset({"dataset", "seed", "stage_a", "stage_b", "weight_
                                "shift_per_image", "recalibrate_bn"})
 PERMUTATION = "permutation.json"
 TIMINGS = "timings.json"  # seconds per step, kept across step-by-step commands
-ENVIRONMENT = "environment.json"  # software and torch threads per step, kept likewise
+ENVIRONMENT = "environment.json"  # threads, CPU kernels, versions per step, kept likewise
 PARETO = "pareto.png"
 # the step that writes each bundle file the steps read (named when one is missing or corrupt)
 WRITTEN_BY = {BASE: "train", MODEL: "finetune", BASELINE.format("static"): "finetune",
