@@ -215,3 +215,15 @@ def test_runs_differing_in_any_config_setting_are_refused(tmp_path):
     r["config"]["finetune_distill"] = 0.0
     runs[1].write_text(json.dumps(r))
     assert aggregate(runs)["seeds"] == [0, 1]
+
+
+def test_machines_that_trained_the_runs_are_counted(tmp_path):
+    paths = [_report(tmp_path / f"r{s}.json", s, 0.92, 0.91) for s in range(3)]
+    for path, cpu in zip(paths[1:], ("AVX512", "AVX2")):
+        r = json.loads(path.read_text())
+        r["environment"] = {"train": {"cpu": cpu, "threads": 2}, "evaluate": {"cpu": "x"}}
+        path.write_text(json.dumps(r))
+    out = aggregate(paths)
+    assert out["machines"] == {"not recorded": 1, "AVX512, 2 threads": 1, "AVX2, 2 threads": 1}
+    assert ("seeds [0, 1, 2]; trained on not recorded (1 run); AVX512, 2 threads (1 run); "
+            "AVX2, 2 threads (1 run)") in format_summary(out)

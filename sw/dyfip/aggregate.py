@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,16 @@ def targets_held(runs: list[dict]) -> dict[str, dict]:
             for name in (checks[0] if checks else {})}
 
 
+def machines(runs: list[dict]) -> dict[str, int]:
+    """Runs per kind of machine that trained them (CPU kernels, torch threads: a seed is a
+    draw per kind); "not recorded" for reports from before ``environment.json``."""
+
+    def kind(run: dict) -> str:
+        train = (run.get("environment") or {}).get("train")
+        return f"{train['cpu']}, {train['threads']} threads" if train else "not recorded"
+    return dict(Counter(kind(r) for r in runs))
+
+
 def aggregate(reports: list[Path]) -> dict:
     """Mean and standard error over runs (report.json files or bundle folders) of every
     method's figures and DyFiP's margin."""
@@ -124,7 +135,7 @@ def aggregate(reports: list[Path]) -> dict:
     check_one_configuration(runs)
     check_seeds(loaded)
     out = {"runs": [str(p) for p in reports], "seeds": [r["params"]["seed"] for r in runs],
-           "dataset": runs[0]["params"]["dataset"]}
+           "dataset": runs[0]["params"]["dataset"], "machines": machines(runs)}
     for m in METHODS:
         out[m] = {f: mean_se([r[m][f] for r in runs]) for f in FIELDS}
     out["margin_vs_static_exit"] = mean_se([r["margin_vs_static_exit"] for r in runs])
@@ -172,7 +183,10 @@ def _pooled_line(figures: dict, split: str) -> str:
 
 
 def format_summary(summary: dict) -> str:
-    lines = [f"{summary['dataset']}: {len(summary['runs'])} runs, seeds {summary['seeds']}",
+    trained = "; ".join(f"{kind} ({n} run{'s' * (n != 1)})"
+                        for kind, n in summary.get("machines", {}).items())
+    lines = [f"{summary['dataset']}: {len(summary['runs'])} runs, seeds {summary['seeds']}"
+             + (f"; trained on {trained}" if trained else ""),
              f"{'seed':>4s} {'full':>7s} {'static_exit':>11s} {'dyfip':>7s} {'margin':>7s} "
              f"{'+-p.se':>6s} {'gap':>6s} {'+-p.se':>6s}"]
     # the targets hold per seed, not on average: every run's figures side by side
