@@ -568,3 +568,16 @@ def test_report_names_each_steps_threads_when_they_differ():
     assert "torch threads train 2, evaluate 1 (" in line
     assert line.count("cpu AVX2, torch 2.13.0") == 1  # the same software is named once
     assert _environment(None) == []  # reports from before the record
+
+
+@pytest.mark.parametrize("record", ["timings.json", "environment.json"])
+def test_corrupt_step_record_names_itself_and_the_remedy(tiny_bundle, tmp_path, capsys, record):
+    out = tmp_path / "b"
+    shutil.copytree(tiny_bundle, out)
+    (out / record).write_text('{"train": ')
+    assert main(["evaluate", "--out", str(out), "--no-sweep"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / record} is corrupt" in err and "delete it" in err
+    (out / record).unlink()  # the remedy: the step runs and records afresh
+    assert main(["evaluate", "--out", str(out), "--no-sweep"]) == 0
+    assert set(json.loads((out / record).read_text())) == {"evaluate"}

@@ -392,7 +392,8 @@ class Pipeline:
     def per_step(self, name: str, current: dict) -> dict:
         """``current`` {step: record} over what earlier commands recorded in ``name``."""
         p = self.path(name)
-        return {**(bundle.read_json(p) if p.exists() else {}), **current}
+        hint = "delete it (it only records the earlier steps) or re-run 'dyfip train'"
+        return {**(bundle.read_json(p, hint) if p.exists() else {}), **current}
 
     def step_timings(self) -> dict[str, float]:
         """Seconds per step of this bundle's run, also of steps run by earlier commands."""
