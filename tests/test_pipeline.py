@@ -143,6 +143,31 @@ def test_per_image_equals_batched_and_reference(tiny_bundle):
             assert single.classes[0] in single.decision.subsets[0]
 
 
+def test_shared_stage_a_outputs_give_the_same_predictions(tiny_bundle):
+    from dyfip.inference import full_predict, stage_a_outputs
+
+    base = load_checkpoint(tiny_bundle / "base.pt")
+    model = load_checkpoint(tiny_bundle / "model.pt")
+    table = MaskTable.load(tiny_bundle / "tables.npz")
+    with np.load(tiny_bundle / "reference.npz") as ref:
+        images = ref["images"][:50]
+    shared = stage_a_outputs(base, images, batch_size=16)  # the fine-tune shares stage A
+    for static in (False, True):
+        a = dyfip_predict(model, images, table, 2, 0.5, static=static, batch_size=16, k_max=3)
+        b = dyfip_predict(model, images, table, 2, 0.5, static=static, batch_size=16, k_max=3,
+                          stage_a=shared)
+        assert np.array_equal(a.classes, b.classes)
+        assert np.array_equal(a.logits, b.logits, equal_nan=True)
+    assert np.array_equal(full_predict(model, images, table, batch_size=16),
+                          full_predict(model, images, table, batch_size=16, stage_a=shared))
+    with pytest.raises(ValueError, match="of 50 images for 49 images"):
+        dyfip_predict(model, images[:49], table, 2, 0.5, k_max=3, stage_a=shared)
+    with torch.no_grad():
+        model.branch[2].bias += 1.0  # another branch: its decisions would be base's
+    with pytest.raises(ValueError, match="stage A or branch differs"):
+        full_predict(model, images, stage_a=shared)
+
+
 def test_unpruned_reference_restricted_to_the_sets(tiny_bundle):
     from dyfip.evaluate import within_set_errors
 

@@ -8,7 +8,7 @@ import numpy as np
 from .costs import CostModel, PathCost
 from .data import Split
 from .decision import restricted_argmax
-from .inference import Prediction, dyfip_predict, full_predict
+from .inference import Prediction, StageAOutputs, dyfip_predict, full_predict, stage_a_outputs
 from .model import DyFiPNet
 from .tables import MaskTable
 
@@ -47,41 +47,47 @@ def paired_margin(better: np.ndarray, baseline: np.ndarray) -> dict:
 
 
 def evaluate_point(models: Models, table: MaskTable, split: Split, k: int, tau: float,
-                   cost: CostModel, methods=METHODS, set_mass: float = 1.0) -> dict[str, dict]:
+                   cost: CostModel, methods=METHODS, set_mass: float = 1.0,
+                   stage_a: StageAOutputs | None = None) -> dict[str, dict]:
     """Every method at one (k, tau, budget); costs from ``cost`` per decision path.
 
     Candidate sets hold ``k..table.k_max`` classes (``set_mass``: see ``decision.decide``),
-    the same for static+exit and DyFiP."""
+    the same for static+exit and DyFiP. Stage A runs once (``stage_a``, if given, is the
+    split's), as every method's network shares it."""
     y = split.labels
+    front = dict(stage_a=stage_a if stage_a is not None
+                 else stage_a_outputs(models.base, split.images))
     rule = dict(k_max=table.k_max, set_mass=set_mass)
     head = cost.stage_a + cost.branch
     full_b = cost.stage_b()
     static_b = cost.stage_b(table.static_masks)
     out: dict[str, dict] = {}
     if "full" in methods:
-        full_correct = full_predict(models.base, split.images) == y
+        full_correct = full_predict(models.base, split.images, **front) == y
         c = cost.stage_a + full_b
         out["full"] = _metrics(full_correct, [c] * len(y), c)
     # the unpruned stage B on every routed image: early exit, and the within-set reference
     needed = "early_exit" in methods or {"static_exit", "dyfip"} <= set(methods)
-    unpruned = dyfip_predict(models.base, split.images, None, k, tau) if needed else None
+    unpruned = (dyfip_predict(models.base, split.images, None, k, tau, **front) if needed
+                else None)
     if "early_exit" in methods:
         p = unpruned
         costs = [head if e else head + full_b for e in p.exited]
         out["early_exit"] = _metrics(p.classes == y, costs, head + full_b,
                                      exit_rate=float(p.exited.mean()))
     if "static" in methods:
-        pred = full_predict(models.static, split.images, table)
+        pred = full_predict(models.static, split.images, table, **front)
         c = cost.stage_a + static_b
         out["static"] = _metrics(pred == y, [c] * len(y), c)
     if "static_exit" in methods:
-        p = dyfip_predict(models.static_exit, split.images, table, k, tau, static=True, **rule)
+        p = dyfip_predict(models.static_exit, split.images, table, k, tau, static=True, **rule,
+                          **front)
         static_exit_correct = p.classes == y
         costs = [head if e else head + static_b for e in p.exited]
         out["static_exit"] = _metrics(static_exit_correct, costs, head + static_b,
                                       exit_rate=float(p.exited.mean()))
     if "dyfip" in methods:
-        p = dyfip_predict(models.dyfip, split.images, table, k, tau, **rule)
+        p = dyfip_predict(models.dyfip, split.images, table, k, tau, **rule, **front)
         per_subset = [cost.stage_b(table.masks_for(s)) for s in table.subsets]
         worst_b = PathCost.worst(per_subset)
         costs = [head if e else head + per_subset[table.index_of(s)]

@@ -168,6 +168,11 @@ def model_hash(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def front_end_hash(model: DyFiPNet) -> str:
+    """``model_hash`` of what decides an image's path: input quantizer, stage A, branch."""
+    return model_hash(nn.ModuleList([model.input_quant, model.stage_a, model.branch]))
+
+
 def build_model(config: Config, in_shape: tuple[int, int, int], num_classes: int) -> DyFiPNet:
     torch.manual_seed(config.seed)
     return DyFiPNet(config, in_shape, num_classes)

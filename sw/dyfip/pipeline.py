@@ -21,6 +21,7 @@ from .costs import CostModel, mask_block_sizes
 from .data import Dataset, load_dataset
 from .evaluate import METHODS, Models, evaluate_point, plot_pareto, with_ratios
 from .explain import compute_importance, plot_importance
+from .inference import StageAOutputs, dyfip_predict, stage_a_outputs
 from .model import DyFiPNet, build_model, load_checkpoint, model_hash, save_checkpoint
 from .report import write_report
 from .tables import Budget, MaskTable
@@ -297,13 +298,14 @@ class Pipeline:
         models = Models(base, self.load(BASELINE.format("static")),
                         self.load(BASELINE.format("static_exit")), deployed)
         cost = self.cost_model(base)
+        test = stage_a_outputs(base, self.data.test.images)  # shared by every evaluation
         main = with_ratios(evaluate_point(models, table, self.data.test, c.k, c.tau, cost,
-                                          set_mass=c.set_mass))
-        sweep = self.sweep(models, cost, main["full"])
+                                          set_mass=c.set_mass, stage_a=test))
+        sweep = self.sweep(models, cost, main["full"], test)
         self.path(PARETO).unlink(missing_ok=True)  # none without a sweep (--no-sweep)
         if sweep:
             plot_pareto(sweep, self.path(PARETO))
-        write_reference(deployed, table, self.data, c, self.path(bundle.REFERENCE))
+        write_reference(deployed, table, self.data, c, self.path(bundle.REFERENCE), test)
         report = {m: main[m] for m in METHODS}
         report["params"] = {"dataset": c.dataset, "k": c.k, "k_max": c.max_set,
                             "set_mass": c.set_mass, "tau": c.tau, "budget": c.budget,
@@ -350,8 +352,10 @@ class Pipeline:
                 "vs_full": r["dyfip"]["vs_full"],
                 "within_set_errors": r["dyfip"]["within_set_errors"]}
 
-    def sweep(self, models: Models, cost: CostModel, full: dict) -> list[dict]:
-        """Every (budget, k, tau) of the config; stage B fine-tuned once per (budget, k)."""
+    def sweep(self, models: Models, cost: CostModel, full: dict, test: StageAOutputs
+              ) -> list[dict]:
+        """Every (budget, k, tau) of the config; stage B fine-tuned once per (budget, k);
+        ``test``: the test images' stage-A outputs."""
         c = self.config
         points: list[dict] = []
         if not (c.sweep_budget or c.sweep_k or c.sweep_tau):
@@ -372,7 +376,7 @@ class Pipeline:
             for tau in sorted(set(c.sweep_tau) | {c.tau}):
                 r = evaluate_point(ms, table, self.data.test, k, tau, cost,
                                    ("early_exit", "static_exit", "dyfip"),
-                                   set_mass=self.set_rule(k)[1])
+                                   set_mass=self.set_rule(k)[1], stage_a=test)
                 r["full"] = full
                 points.append({"budget": budget, "k": k, "k_max": table.k_max, "tau": tau,
                                "finetune_epochs": epochs,
@@ -470,12 +474,11 @@ def write_branch(model: DyFiPNet, path: Path) -> None:
 
 
 def write_reference(model: DyFiPNet, table: MaskTable, data: Dataset, config: Config,
-                    path: Path) -> None:
-    """Test images with the reference path, subset and class: the HIL tests' ground truth."""
-    from .inference import dyfip_predict
-
+                    path: Path, stage_a: StageAOutputs | None = None) -> None:
+    """Test images with the reference path, subset and class: the HIL tests' ground truth
+    (``stage_a``: the test images' stage-A outputs if already computed)."""
     p = dyfip_predict(model, data.test.images, table, config.k, config.tau,
-                      k_max=config.max_set, set_mass=config.set_mass)
+                      k_max=config.max_set, set_mass=config.set_mass, stage_a=stage_a)
     bundle.write_npz(path, images=data.test.images, labels=data.test.labels,
                      classes=p.classes, exited=p.exited, subsets=p.decision.subsets,
                      confidence=p.decision.confidence, k=np.int64(config.k),
