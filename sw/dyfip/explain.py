@@ -75,15 +75,18 @@ def compute_importance(model: DyFiPNet, split: Split, method: str = "grad_x_act"
     attributors = _attributors(model, method)
     sums = {n: np.zeros((num_classes, num_classes, f)) for n, f in zip(names, model.filters_per_layer)}
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    steps = [(s, t) for s in range(0, len(idx), batch_size) for t in range(num_classes)]
-    for start, target in tqdm(steps, desc=f"explain ({method})", leave=False):
-        chunk = idx[start:start + batch_size]
-        with torch.no_grad():
-            feats = model.features(images_to_float(split.images[chunk]))
-        for layer_ids, attributor in attributors:
-            for i, attr in zip(layer_ids, _attribute(attributor, feats, target)):
-                per_filter = attr.detach().sum(dim=(2, 3)).double().numpy()  # (n, F)
-                np.add.at(sums[names[i]][:, target], labels[start:start + batch_size], per_filter)
+    starts = range(0, len(idx), batch_size)
+    with tqdm(total=len(starts) * num_classes, desc=f"explain ({method})", leave=False) as bar:
+        for start in starts:
+            chunk, chunk_labels = idx[start:start + batch_size], labels[start:start + batch_size]
+            with torch.no_grad():  # stage A once per chunk, for every target logit
+                feats = model.features(images_to_float(split.images[chunk]))
+            for target in range(num_classes):
+                for layer_ids, attributor in attributors:
+                    for i, attr in zip(layer_ids, _attribute(attributor, feats, target)):
+                        per_filter = attr.detach().sum(dim=(2, 3)).double().numpy()  # (n, F)
+                        np.add.at(sums[names[i]][:, target], chunk_labels, per_filter)
+                bar.update()
     return {n: s / counts[:, None, None] for n, s in sums.items()}
 
 
