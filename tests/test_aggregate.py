@@ -202,12 +202,13 @@ def test_runs_of_other_settings_are_refused(tmp_path):
 
 def test_runs_differing_in_any_config_setting_are_refused(tmp_path):
     """Every config field counts (e.g. ``finetune_distill``, which ``params`` omits), but not
-    where each run found its data."""
+    where each run found its data, nor its sweep (``--no-sweep`` empties it)."""
     runs = [_report(tmp_path / f"r{s}.json", s, 0.92, 0.91) for s in range(2)]
-    for path, (distill, data_dir) in zip(runs, ((0.0, "/a"), (1.0, "/b"))):
+    for path, (distill, data_dir, sweep) in zip(runs, ((0.0, "/a", [0.9]), (1.0, "/b", []))):
         r = json.loads(path.read_text())
         r["config"] = {"seed": r["params"]["seed"], "data_dir": data_dir,
-                       "finetune_distill": distill, "stage_b": [{"out_channels": 64}]}
+                       "finetune_distill": distill, "stage_b": [{"out_channels": 64}],
+                       "sweep_tau": sweep, "sweep_budget": sweep}
         path.write_text(json.dumps(r))
     with pytest.raises(ValueError, match="mix settings: finetune_distill 0.0 / 1.0$"):
         aggregate(runs)

@@ -45,8 +45,9 @@ def load_report(path: Path) -> dict:
     return data
 
 
-# settings that may differ between the seeds of one configuration
-PER_RUN = ("seed", "data_dir")
+# settings that may differ between the seeds of one configuration: the seed, where the data
+# lives, and the sweep (the aggregate reads the main point only, e.g. of `--no-sweep` runs too)
+PER_RUN = ("seed", "data_dir", "sweep_tau", "sweep_k", "sweep_budget", "sweep_finetune_epochs")
 
 
 def settings(run: dict) -> dict:
