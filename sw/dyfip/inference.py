@@ -54,11 +54,9 @@ def stage_a_outputs(model: DyFiPNet, images: np.ndarray, batch_size: int = 512
                     ) -> StageAOutputs:
     """Stage A and the branch on uint8 images (N, C, H, W), ``batch_size`` at a time."""
     model.eval()
-    feats, logits = [], []
-    for start in range(0, len(images), batch_size):
-        feats.append(model.features(images_to_float(images[start:start + batch_size])))
-        logits.append(model.branch_logits(feats[-1]))
-    return StageAOutputs(torch.cat(feats), torch.cat(logits), front_end_hash(model))
+    parts = list(_batches(model, images, batch_size, None))
+    return StageAOutputs(torch.cat([p.features for p in parts]),
+                         torch.cat([p.branch_logits for p in parts]), parts[0].front_end)
 
 
 def _batches(model: DyFiPNet, images: np.ndarray, batch_size: int,
@@ -66,9 +64,14 @@ def _batches(model: DyFiPNet, images: np.ndarray, batch_size: int,
     """Each batch's stage-A outputs: slices of ``stage_a`` (checked), else computed."""
     if stage_a is not None:
         stage_a.check(model, images)
+    front_end = front_end_hash(model) if stage_a is None else stage_a.front_end  # once
     for start in range(0, len(images), batch_size):
         part = slice(start, start + batch_size)
-        yield stage_a[part] if stage_a is not None else stage_a_outputs(model, images[part])
+        if stage_a is not None:
+            yield stage_a[part]
+        else:
+            feats = model.features(images_to_float(images[part]))
+            yield StageAOutputs(feats, model.branch_logits(feats), front_end)
 
 
 @torch.no_grad()
