@@ -62,16 +62,15 @@ def stage_a_outputs(model: DyFiPNet, images: np.ndarray, batch_size: int = 512
 def _batches(model: DyFiPNet, images: np.ndarray, batch_size: int,
              stage_a: StageAOutputs | None):
     """Each batch's stage-A outputs: slices of ``stage_a`` (checked), else computed."""
+    parts = [slice(start, start + batch_size) for start in range(0, len(images), batch_size)]
     if stage_a is not None:
         stage_a.check(model, images)
-    front_end = front_end_hash(model) if stage_a is None else stage_a.front_end  # once
-    for start in range(0, len(images), batch_size):
-        part = slice(start, start + batch_size)
-        if stage_a is not None:
-            yield stage_a[part]
-        else:
-            feats = model.features(images_to_float(images[part]))
-            yield StageAOutputs(feats, model.branch_logits(feats), front_end)
+        yield from (stage_a[part] for part in parts)
+        return
+    front_end = front_end_hash(model)  # once per call, not per batch
+    for part in parts:
+        feats = model.features(images_to_float(images[part]))
+        yield StageAOutputs(feats, model.branch_logits(feats), front_end)
 
 
 @torch.no_grad()
