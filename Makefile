@@ -90,7 +90,7 @@ estimate: env
 	$(VENV)/bin/dyfip build --bundle $(BUNDLE) $(if $(BOARD),--board $(BOARD)) --estimate
 
 bitstream: env
-	$(VENV)/bin/dyfip build --bundle $(BUNDLE) $(if $(BOARD),--board $(BOARD)) --bitstream
+	$(VENV)/bin/dyfip build --bundle $(BUNDLE) $(if $(BOARD),--board $(BOARD)) --bitstream $(if $(IGNORE_FIT),--ignore-fit)
 
 lint-rtl: env
 	$(PY) -m dyfip_hw.rtl_lint

@@ -284,6 +284,28 @@ def test_cli_bitstream_message(hw_bundle, monkeypatch, capsys):
     assert "needs Vivado" in err and "hw_ipgen" in err and "2024.2" in err
 
 
+def test_bitstream_refused_when_the_estimate_exceeds_the_board(hw_bundle, tmp_path, monkeypatch,
+                                                              capsys):
+    """No hardware step starts for accelerators the board cannot hold (the estimates are
+    still written); --ignore-fit goes on to the steps (here: to the missing Vivado)."""
+    from dyfip.cli import main
+
+    monkeypatch.delenv("XILINX_VIVADO", raising=False)
+    bundle = _bundle_copy(hw_bundle, tmp_path / "b", with_accel=False)
+    board = _board_file(tmp_path, "Tiny", resources={"LUT": 1000, "BRAM_18K": 280, "DSP": 220})
+    args = ["build", "--bundle", str(bundle), "--board", str(board), "--bitstream"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"do not fit Tiny by FINN's estimate \(LUT \d+ > 1000; largest LUT: "
+                     r"stage_\w/\w+ \d+", err), err
+    assert "--ignore-fit" in err and "needs Vivado" not in err
+    est = json.loads((bundle / "estimates.json").read_text())
+    assert est["fits"] is False and est["resources_total"]["LUT"] > 1000
+    assert not (bundle / "hw_build" / "overlay").exists()  # no hardware step ran
+    assert main(args + ["--ignore-fit"]) == 2
+    assert "step 'hw_ipgen' needs Vivado" in capsys.readouterr().err
+
+
 # ---- a failed build leaves the bundle as it was; bad inputs are named -------------------------
 def _bundle_copy(hw_bundle: Path, dest: Path, with_accel: bool = True) -> Path:
     """model.pt (+ accel/ and estimates.json) of the session's built bundle."""

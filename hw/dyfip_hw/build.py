@@ -178,10 +178,36 @@ def estimate_accelerators(model, out_dir: str | Path, board: Board | str,
     return estimates_from(description, board_cfg, cfg, time.perf_counter() - t0), graphs, cfg
 
 
-def main(bundle_dir: str | Path, board: str = "Pynq-Z2", bitstream: bool = False) -> dict:
+class DoesNotFit(ValueError):
+    """The estimated accelerators need more of a resource than the board has."""
+
+
+def check_fits(est: dict, board: Board, largest: int = 3) -> None:
+    """Refuse FINN's hardware steps (hours of Vivado that end in a placement error) for
+    accelerators whose estimate exceeds the board, naming the resources and largest layers."""
+    total = est["resources_total"]
+    over = [k for k, available in board.resources.items() if total[k] > available]
+    if not over:
+        return
+    layers = [(la["resources"][over[0]], f"{stage}/{la['name']}")
+              for stage, s in est["stages"].items() for la in s["layers"]]
+    biggest = ", ".join(f"{name} {amount:.0f}" for amount, name in sorted(layers)[::-1][:largest])
+    shortfall = ", ".join(f"{k} {total[k]:.0f} > {board.resources[k]}" for k in over)
+    raise DoesNotFit(
+        f"the accelerators do not fit {board.name} by FINN's estimate ({shortfall}; largest "
+        f"{over[0]}: {biggest}), so Vivado's placement would fail. Fold slower in the board "
+        f"file {board.path} ('fixed_target_cycles' for stage A and the unmasked layers, "
+        "'folding' per layer), build for a larger board (--board KV260 or ZCU104; then "
+        "'dyfip fold' for it first), or pass --ignore-fit (make bitstream IGNORE_FIT=1) if "
+        "the estimate is known to be pessimistic")
+
+
+def main(bundle_dir: str | Path, board: str = "Pynq-Z2", bitstream: bool = False,
+         ignore_fit: bool = False) -> dict:
     """Build the accelerators of a bundle; returns the estimates dict (also estimates.json).
 
-    ``bitstream`` continues with FINN's hardware steps; without Vivado / Vitis HLS it stops
+    ``bitstream`` continues with FINN's hardware steps, unless the estimate exceeds the
+    board (:class:`DoesNotFit`, ``ignore_fit`` overrides); without Vivado / Vitis HLS it stops
     with :class:`dyfip_hw.finn_env.ToolMissing` naming the tool and step, after writing
     everything the estimate flow produces.
     """
@@ -208,6 +234,8 @@ def main(bundle_dir: str | Path, board: str = "Pynq-Z2", bitstream: bool = False
         publish(staged, bundle)
     print(summary(est, bundle))
     if bitstream:
+        if not ignore_fit:
+            check_fits(est, board_cfg)
         run_bitstream(model, graphs, cfg, bundle)
     return est
 

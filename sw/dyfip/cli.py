@@ -60,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
                       help="dataflow build, estimates and accelerator export (the default)")
     what.add_argument("--bitstream", action="store_true",
                       help="then FINN's hardware steps to the overlay bitstream (needs Vivado)")
+    b.add_argument("--ignore-fit", action="store_true",
+                   help="run the bitstream steps even if the estimate exceeds the board")
     g = sub.add_parser("aggregate", help="mean +- s.e. over several runs' report.json "
                        "(the files or their bundle folders)")
     g.add_argument("reports", type=Path, nargs="+")
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
             from .pipeline import bundle_board
             build_main(args.bundle, args.board or bundle_board(args.bundle),
-                       bitstream=args.bitstream)
+                       bitstream=args.bitstream, ignore_fit=args.ignore_fit)
             return 0
         if args.command == "aggregate":
             from .aggregate import main as aggregate_main
