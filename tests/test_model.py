@@ -42,6 +42,16 @@ def test_wrong_shape_and_dtype(model):
         model.stage_b_logits(torch.zeros(1, 32, 4, 4), [torch.ones(1, 64)])
 
 
+def test_no_images(model):
+    from dyfip.inference import dyfip_predict, full_predict, stage_a_outputs
+
+    empty = np.zeros((0, 1, 8, 8), np.uint8)
+    for run in (lambda: stage_a_outputs(model, empty), lambda: full_predict(model, empty),
+                lambda: dyfip_predict(model, empty, None, 2, 0.9)):
+        with pytest.raises(ValueError, match=r"no images to run: .* shape \(0, 1, 8, 8\)"):
+            run()
+
+
 def test_checkpoint_roundtrip_and_hash(model, tmp_path, digits):
     save_checkpoint(model, tmp_path / "m.pt")
     loaded = load_checkpoint(tmp_path / "m.pt")

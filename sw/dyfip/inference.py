@@ -62,6 +62,8 @@ def stage_a_outputs(model: DyFiPNet, images: np.ndarray, batch_size: int = 512
 def _batches(model: DyFiPNet, images: np.ndarray, batch_size: int,
              stage_a: StageAOutputs | None):
     """Each batch's stage-A outputs: slices of ``stage_a`` (checked), else computed."""
+    if len(images) == 0:
+        raise ValueError(f"no images to run: got an empty array of shape {np.shape(images)}")
     parts = [slice(start, start + batch_size) for start in range(0, len(images), batch_size)]
     if stage_a is not None:
         stage_a.check(model, images)
