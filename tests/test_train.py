@@ -75,3 +75,22 @@ def test_shift_augmentation_moves_each_image_by_at_most_max_shift():
         assert (len(shifts) > 1) == per_image  # one shift per batch, or one per image
     with pytest.raises(ValueError, match="max_shift=-1"):
         Config(max_shift=-1).validate(10)
+
+
+def test_validation_every_n_epochs_leaves_training_unchanged():
+    """Validation passes change no weight, BN statistic or random draw of training."""
+    from dyfip.train import train_joint
+
+    data = load_digits()
+    runs = []
+    for val_every in (1, 2):
+        config = preset("digits", quick=True, epochs=3, val_every=val_every)
+        model = build_model(config, data.image_shape, data.num_classes)
+        runs.append((train_joint(model, data, config), model.state_dict()))
+    (every, state_1), (second, state_2) = runs
+    assert [("val_accuracy" in h) for h in second[:3]] == [False, True, True]  # 2nd and last
+    assert all("val_accuracy" in h for h in every)
+    assert [h["loss"] for h in every[:3]] == [h["loss"] for h in second[:3]]
+    assert every[2]["val_accuracy"] == second[2]["val_accuracy"]
+    assert state_1.keys() == state_2.keys()
+    assert all(torch.equal(state_1[k], state_2[k]) for k in state_1)
