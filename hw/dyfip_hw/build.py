@@ -197,8 +197,8 @@ def check_fits(est: dict, board: Board, largest: int = 3) -> None:
         f"the accelerators do not fit {board.name} by FINN's estimate ({shortfall}; largest "
         f"{over[0]}: {biggest}), so Vivado's placement would fail. Fold slower in the board "
         f"file {board.path} ('fixed_target_cycles' for stage A and the unmasked layers, "
-        "'folding' per layer), build for a larger board (--board KV260 or ZCU104; then "
-        "'dyfip fold' for it first), or pass --ignore-fit (make bitstream IGNORE_FIT=1) if "
+        "'folding' per layer), build for a board with more room (--board, "
+        "then 'dyfip fold' for it first), or pass --ignore-fit (make bitstream IGNORE_FIT=1) if "
         "the estimate is known to be pessimistic")
 
 
