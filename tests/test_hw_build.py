@@ -287,23 +287,48 @@ def test_cli_bitstream_message(hw_bundle, monkeypatch, capsys):
 def test_bitstream_refused_when_the_estimate_exceeds_the_board(hw_bundle, tmp_path, monkeypatch,
                                                               capsys):
     """No hardware step starts for accelerators the board cannot hold (the estimates are
-    still written); --ignore-fit goes on to the steps (here: to the missing Vivado)."""
+    still written); the refusal names the slower folding of the unmasked layers that fits,
+    which then builds (here: on to the missing Vivado), as --ignore-fit does."""
     from dyfip.cli import main
+    from dyfip.model import load_checkpoint, save_checkpoint
 
     monkeypatch.delenv("XILINX_VIVADO", raising=False)
     bundle = _bundle_copy(hw_bundle, tmp_path / "b", with_accel=False)
-    board = _board_file(tmp_path, "Tiny", resources={"LUT": 1000, "BRAM_18K": 280, "DSP": 220})
+    # the digits net: ~36k LUTs at the Pynq-Z2's targets, ~21k with fixed_target_cycles=1024
+    board = _board_file(tmp_path, "Small", resources={"LUT": 25000, "BRAM_18K": 280, "DSP": 220})
     args = ["build", "--bundle", str(bundle), "--board", str(board), "--bitstream"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert re.search(r"do not fit Tiny by FINN's estimate \(LUT \d+ > 1000; largest LUT: "
+    assert re.search(r"do not fit Small by FINN's estimate \(LUT \d+ > 25000; largest LUT: "
                      r"stage_\w/\w+ \d+", err), err
+    assert re.search(r"with '--set fixed_target_cycles=1024' .*LUT \d+\) it fits", err), err
     assert "--ignore-fit" in err and "needs Vivado" not in err
     est = json.loads((bundle / "estimates.json").read_text())
-    assert est["fits"] is False and est["resources_total"]["LUT"] > 1000
+    assert est["fits"] is False and est["fixed_target_cycles"] == 256
     assert not (bundle / "hw_build" / "overlay").exists()  # no hardware step ran
     assert main(args + ["--ignore-fit"]) == 2
     assert "step 'hw_ipgen' needs Vivado" in capsys.readouterr().err
+
+    model = load_checkpoint(bundle / "model.pt")  # as 'dyfip fold --set ...' leaves it
+    model.config = model.config.replace(fixed_target_cycles=1024)
+    save_checkpoint(model, bundle / "model.pt")
+    assert main(args) == 2
+    assert "step 'hw_ipgen' needs Vivado" in capsys.readouterr().err
+    est = json.loads((bundle / "estimates.json").read_text())
+    assert est["fits"] is True and est["fixed_target_cycles"] == 1024
+
+
+def test_no_slower_folding_fits(hw_model, tmp_path):
+    from dyfip_hw.boards import load_board
+    from dyfip_hw.build import check_fits, estimate_accelerators, fitting_fixed_target
+
+    tiny = load_board(_board_file(tmp_path, "Tiny", resources={"LUT": 1000}))
+    est, _, _ = estimate_accelerators(hw_model, tmp_path / "b", tiny)
+    assert fitting_fixed_target(hw_model, tiny, est, tmp_path, max_target=1024) is None
+    assert hw_model.config.fixed_target_cycles == 0  # the model's own setting is restored
+    with pytest.raises(ValueError, match="no slower folding of the layers without filter "
+                                         "enables fits"):
+        check_fits(est, tiny, lambda: None)
 
 
 # ---- a failed build leaves the bundle as it was; bad inputs are named -------------------------

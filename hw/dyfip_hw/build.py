@@ -17,6 +17,7 @@ passed, so a failed build leaves the previous ones.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -66,9 +67,12 @@ def build_accelerators(model, out_dir: str | Path, board: Board | str,
     """Export and build both stages into ``out_dir``; returns ({stage: model}, config).
 
     ``mask_keep`` (default: the model's table budget) steers the filter-enable folding; the
-    model's ``mask_pe_max`` caps its PE (the mask groups the tables were built for).
+    model's ``mask_pe_max`` caps its PE (the mask groups the tables were built for), its
+    ``fixed_target_cycles`` (> 0) replaces the board's for the other layers.
     Intermediates go to ``work_dir`` (default ``out_dir/hw_build``)."""
     board = load_board(board) if isinstance(board, str) else board
+    if model.config.fixed_target_cycles:
+        board = dataclasses.replace(board, fixed_target_cycles=model.config.fixed_target_cycles)
     out_dir = Path(out_dir)
     paths = export_stages(model, out_dir / ACCEL)
     cfg = BuildConfig(board=board, out_dir=out_dir / WORK if work_dir is None else Path(work_dir),
@@ -123,6 +127,7 @@ def estimates_from(description: dict, board: Board, cfg: BuildConfig, seconds: f
     return {
         "board": board.name, "part": board.part, "clk_ns": board.clk_ns,
         "fmax_mhz": board.fmax_mhz, "target_cycles_per_frame": board.target_cycles_per_frame,
+        "fixed_target_cycles": cfg.board.fixed_target,
         "prunable_layers": description["prunable_layers"],
         "filters_per_layer": description["filters_per_layer"],
         "group_size": {la["layer"]: la["PE"] for la in masked},
@@ -182,24 +187,53 @@ class DoesNotFit(ValueError):
     """The estimated accelerators need more of a resource than the board has."""
 
 
-def check_fits(est: dict, board: Board, largest: int = 3) -> None:
+def overfull(est: dict, board: Board) -> list[str]:
+    """The resources the estimate needs more of than the board has."""
+    return [k for k, available in board.resources.items() if est["resources_total"][k] > available]
+
+
+def fitting_fixed_target(model, board: Board, est: dict, work_dir: Path,
+                         max_target: int = 1 << 18) -> tuple[int, dict] | None:
+    """The smallest doubling of the unmasked layers' cycle target (up to ``max_target``)
+    whose estimate fits the board, with its resources; None if none does. The masked layers'
+    folding, hence the mask groups and tables, stays."""
+    original, target = model.config, est["fixed_target_cycles"]
+    print(f"searching a slower folding that fits {board.name} ...")
+    try:
+        while target < max_target:
+            target *= 2
+            model.config = original.replace(fixed_target_cycles=target)
+            with staging(work_dir) as tmp:
+                trial, _, _ = estimate_accelerators(model, tmp, board, work_dir=tmp / WORK)
+            if not overfull(trial, board):
+                return target, trial["resources_total"]
+    finally:
+        model.config = original
+    return None
+
+
+def check_fits(est: dict, board: Board, suggest=None, largest: int = 3) -> None:
     """Refuse FINN's hardware steps (hours of Vivado that end in a placement error) for
-    accelerators whose estimate exceeds the board, naming the resources and largest layers."""
+    accelerators whose estimate exceeds the board, naming the resources, the largest layers
+    and, from ``suggest()`` (see :func:`fitting_fixed_target`), a cycle target that fits."""
     total = est["resources_total"]
-    over = [k for k, available in board.resources.items() if total[k] > available]
+    over = overfull(est, board)
     if not over:
         return
     layers = [(la["resources"][over[0]], f"{stage}/{la['name']}")
               for stage, s in est["stages"].items() for la in s["layers"]]
     biggest = ", ".join(f"{name} {amount:.0f}" for amount, name in sorted(layers)[::-1][:largest])
     shortfall = ", ".join(f"{k} {total[k]:.0f} > {board.resources[k]}" for k in over)
+    found = suggest() if suggest is not None else None
+    slower = ("no slower folding of the layers without filter enables fits" if found is None
+              else f"with '--set fixed_target_cycles={found[0]}' (the layers without filter "
+              f"enables folded slower; {', '.join(f'{k} {found[1][k]:.0f}' for k in over)}) "
+              "it fits: 'dyfip fold', 'finetune', 'evaluate' with it, then build again")
     raise DoesNotFit(
         f"the accelerators do not fit {board.name} by FINN's estimate ({shortfall}; largest "
-        f"{over[0]}: {biggest}), so Vivado's placement would fail. Fold slower in the board "
-        f"file {board.path} ('fixed_target_cycles' for stage A and the unmasked layers, "
-        "'folding' per layer), build for a board with more room (--board, "
-        "then 'dyfip fold' for it first), or pass --ignore-fit (make bitstream IGNORE_FIT=1) if "
-        "the estimate is known to be pessimistic")
+        f"{over[0]}: {biggest}), so Vivado's placement would fail; {slower}. Otherwise build "
+        "for a board with more room (--board, then 'dyfip fold' for it first), or pass "
+        "--ignore-fit (make bitstream IGNORE_FIT=1) if the estimate is known to be pessimistic")
 
 
 def main(bundle_dir: str | Path, board: str = "Pynq-Z2", bitstream: bool = False,
@@ -235,7 +269,8 @@ def main(bundle_dir: str | Path, board: str = "Pynq-Z2", bitstream: bool = False
     print(summary(est, bundle))
     if bitstream:
         if not ignore_fit:
-            check_fits(est, board_cfg)
+            check_fits(est, board_cfg, lambda: fitting_fixed_target(model, board_cfg, est,
+                                                                    bundle / WORK))
         run_bitstream(model, graphs, cfg, bundle)
     return est
 

@@ -179,7 +179,7 @@ class Pipeline:
         from dyfip_hw.permute import apply_permutation, fold_gain
 
         base, imp = self.unpermuted(self.trained(), self.importance())
-        base.config = c  # this run's settings (budget, mask_pe_max) travel with the weights
+        base.config = c  # this run's settings (budget, mask_pe_max ...) travel with the weights
         with tempfile.TemporaryDirectory(prefix="dyfip-fold-") as tmp:
             est, _, _ = estimate_accelerators(base, tmp, c.board, mask_keep=c.budget)
         est["folded_for"] = fold_settings(self.config)
@@ -455,9 +455,10 @@ def software_environment() -> dict:
 
 
 def fold_settings(config: Config) -> dict:
-    """The settings a folding depends on (the board, and the budget and PE cap that steer
-    the filter-enable layers' PE, i.e. the mask groups)."""
-    return {"board": config.board, "budget": config.budget, "mask_pe_max": config.mask_pe_max}
+    """The settings a folding depends on (the board, the budget and PE cap that steer the
+    filter-enable layers' PE, i.e. the mask groups, and the other layers' cycle target)."""
+    return {"board": config.board, "budget": config.budget, "mask_pe_max": config.mask_pe_max,
+            "fixed_target_cycles": config.fixed_target_cycles}
 
 
 def write_branch(model: DyFiPNet, path: Path) -> None:
