@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -196,7 +196,7 @@ def fitting_fixed_target(model, board: Board, est: dict, work_dir: Path,
                          max_target: int = 1 << 18) -> tuple[int, dict] | None:
     """The smallest doubling of the unmasked layers' cycle target (up to ``max_target``)
     whose estimate fits the board, with its resources; None if none does. The masked layers'
-    folding, hence the mask groups and tables, stays."""
+    folding, hence the mask groups and tables, stays; so does ``model.config`` on return."""
     original, target = model.config, est["fixed_target_cycles"]
     print(f"searching a slower folding that fits {board.name} ...")
     try:
@@ -212,7 +212,9 @@ def fitting_fixed_target(model, board: Board, est: dict, work_dir: Path,
     return None
 
 
-def check_fits(est: dict, board: Board, suggest=None, largest: int = 3) -> None:
+def check_fits(est: dict, board: Board,
+               suggest: Callable[[], tuple[int, dict] | None] | None = None,
+               largest: int = 3) -> None:
     """Refuse FINN's hardware steps (hours of Vivado that end in a placement error) for
     accelerators whose estimate exceeds the board, naming the resources, the largest layers
     and, from ``suggest()`` (see :func:`fitting_fixed_target`), a cycle target that fits."""
