@@ -325,7 +325,7 @@ def test_no_slower_folding_fits(hw_model, tmp_path):
     tiny = load_board(_board_file(tmp_path, "Tiny", resources={"LUT": 1000}))
     est, _, _ = estimate_accelerators(hw_model, tmp_path / "b", tiny)
     assert fitting_fixed_target(hw_model, tiny, est, tmp_path, max_target=1024) is None
-    assert hw_model.config.fixed_target_cycles == 0  # the model's own setting is restored
+    assert hw_model.config.fixed_target_cycles == 0  # the model itself is not changed
     with pytest.raises(ValueError, match="no slower folding of the layers without filter "
                                          "enables fits"):
         check_fits(est, tiny, lambda: None)

@@ -17,6 +17,7 @@ passed, so a failed build leaves the previous ones.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import shutil
@@ -133,7 +134,7 @@ def estimates_from(description: dict, board: Board, cfg: BuildConfig, seconds: f
         "group_size": {la["layer"]: la["PE"] for la in masked},
         "total_latency_cycles": sum(s["latency_cycles"] for s in stages.values()),
         "resources_total": total, "resources_available": board.resources,
-        "fits": all(total[k] <= v for k, v in board.resources.items()),
+        "fits": not overfull(total, board),
         "cycle_model": "dyfip.kernels.masked_mvau_cycles per MaskedMVAU, FINN get_exp_cycles "
                        "otherwise; dyfip.dataflow.stage_cycles(estimates['stages'][s], masks)",
         "stages": stages, "build_seconds": round(seconds, 2), "steps": cfg.log}
@@ -187,28 +188,25 @@ class DoesNotFit(ValueError):
     """The estimated accelerators need more of a resource than the board has."""
 
 
-def overfull(est: dict, board: Board) -> list[str]:
-    """The resources the estimate needs more of than the board has."""
-    return [k for k, available in board.resources.items() if est["resources_total"][k] > available]
+def overfull(total: dict, board: Board) -> list[str]:
+    """The resources an estimate's ``resources_total`` needs more of than the board has."""
+    return [k for k, available in board.resources.items() if total[k] > available]
 
 
 def fitting_fixed_target(model, board: Board, est: dict, work_dir: Path,
                          max_target: int = 1 << 18) -> tuple[int, dict] | None:
     """The smallest doubling of the unmasked layers' cycle target (up to ``max_target``)
     whose estimate fits the board, with its resources; None if none does. The masked layers'
-    folding, hence the mask groups and tables, stays; so does ``model.config`` on return."""
-    original, target = model.config, est["fixed_target_cycles"]
+    folding, hence the mask groups and tables, stays; ``model`` is not changed."""
+    probe, target = copy.copy(model), est["fixed_target_cycles"]  # shares the weights
     print(f"searching a slower folding that fits {board.name} ...")
-    try:
-        while target < max_target:
-            target *= 2
-            model.config = original.replace(fixed_target_cycles=target)
-            with staging(work_dir) as tmp:
-                trial, _, _ = estimate_accelerators(model, tmp, board, work_dir=tmp / WORK)
-            if not overfull(trial, board):
-                return target, trial["resources_total"]
-    finally:
-        model.config = original
+    while target < max_target:
+        target *= 2
+        probe.config = model.config.replace(fixed_target_cycles=target)
+        with staging(work_dir) as tmp:
+            trial, _, _ = estimate_accelerators(probe, tmp, board, work_dir=tmp / WORK)
+        if trial["fits"]:
+            return target, trial["resources_total"]
     return None
 
 
@@ -219,12 +217,12 @@ def check_fits(est: dict, board: Board,
     accelerators whose estimate exceeds the board, naming the resources, the largest layers
     and, from ``suggest()`` (see :func:`fitting_fixed_target`), a cycle target that fits."""
     total = est["resources_total"]
-    over = overfull(est, board)
+    over = overfull(total, board)
     if not over:
         return
-    layers = [(la["resources"][over[0]], f"{stage}/{la['name']}")
-              for stage, s in est["stages"].items() for la in s["layers"]]
-    biggest = ", ".join(f"{name} {amount:.0f}" for amount, name in sorted(layers)[::-1][:largest])
+    layers = sorted(((la["resources"][over[0]], f"{stage}/{la['name']}")
+                     for stage, s in est["stages"].items() for la in s["layers"]), reverse=True)
+    biggest = ", ".join(f"{name} {amount:.0f}" for amount, name in layers[:largest])
     shortfall = ", ".join(f"{k} {total[k]:.0f} > {board.resources[k]}" for k in over)
     found = suggest() if suggest is not None else None
     slower = ("no slower folding of the layers without filter enables fits" if found is None
