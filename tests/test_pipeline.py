@@ -300,6 +300,7 @@ BAD_SETTINGS = [  # (command-line options, what the error must name)
     (["--set", "edge_weight_bits=16"], "edge_weight_bits=16 must be 0"),
     (["--set", "mask_pe_max=-1"], "mask_pe_max=-1 must be >= 0"),
     (["--set", "fixed_target_cycles=-1"], "fixed_target_cycles=-1 must be >= 0"),
+    (["--set", "val_every=0"], "val_every=0 must be >= 1"),
     (["--set", "permute_cluster=0"], "permute_cluster=0 must be >= 1"),
     (["--set", "finetune_set_temperature=-1"], "finetune_set_temperature=-1 must be >= 0"),
     (["--budget", "0.5,0.25,0.25"], "3 budgets for 2 prunable layers"),
