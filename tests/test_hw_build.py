@@ -1,6 +1,7 @@
 """FINN flow of both stages: export exactness, build, estimates, bit-exact masked execution."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -320,15 +321,41 @@ def test_bitstream_refused_when_the_estimate_exceeds_the_board(hw_bundle, tmp_pa
 
 def test_no_slower_folding_fits(hw_model, tmp_path):
     from dyfip_hw.boards import load_board
-    from dyfip_hw.build import check_fits, estimate_accelerators, fitting_fixed_target
+    from dyfip_hw.build import check_fits, estimate_accelerators, fitting_targets
 
     tiny = load_board(_board_file(tmp_path, "Tiny", resources={"LUT": 1000}))
     est, _, _ = estimate_accelerators(hw_model, tmp_path / "b", tiny)
-    assert fitting_fixed_target(hw_model, tiny, est, tmp_path, max_target=1024) is None
+    assert fitting_targets(hw_model, tiny, est, tmp_path, max_target=1024) is None
     assert hw_model.config.fixed_target_cycles == 0  # the model itself is not changed
-    with pytest.raises(ValueError, match="no slower folding of the layers without filter "
-                                         "enables fits"):
+    with pytest.raises(ValueError, match="; no slower folding fits. Otherwise"):
         check_fits(est, tiny, lambda: None)
+
+
+def test_slower_filter_enable_folding_that_fits(hw_model, tmp_path):
+    """Where the filter-enable layers alone overflow the board, the search folds them slower
+    too (digits net at these targets: LUT 51.1k; masked target 4096 and the other layers'
+    2048: 27.6k, by FINN's estimate), and says the mask groups may change."""
+    from dyfip_hw.boards import load_board
+    from dyfip_hw.build import check_fits, estimate_accelerators, fitting_targets
+
+    board = load_board(_board_file(tmp_path, "Wide", target_cycles_per_frame=2048,
+                                   fixed_target_cycles=1024, resources={"LUT": 30000}))
+    est, _, _ = estimate_accelerators(hw_model, tmp_path / "b", board)
+    found = fitting_targets(hw_model, board, est, tmp_path, max_target=4096)
+    assert found is not None and found[0] == {"mask_target_cycles": 4096,
+                                              "fixed_target_cycles": 2048}
+    assert found[1]["LUT"] <= 30000 < est["resources_total"]["LUT"]
+    assert hw_model.config.mask_target_cycles == 0  # the model itself is not changed
+    with pytest.raises(ValueError, match=r"with '--set mask_target_cycles=4096 --set "
+                       r"fixed_target_cycles=2048' \(the filter-enable layers and the layers "
+                       r"without filter enables folded slower, so the mask groups may change; "
+                       r"LUT \d+\) it fits"):
+        check_fits(est, board, lambda: found)
+    probe = copy.copy(hw_model)
+    probe.config = hw_model.config.replace(**found[0])
+    slower, _, _ = estimate_accelerators(probe, tmp_path / "c", board)
+    assert slower["fits"] and (slower["target_cycles_per_frame"],
+                               slower["fixed_target_cycles"]) == (4096, 2048)
 
 
 # ---- a failed build leaves the bundle as it was; bad inputs are named -------------------------

@@ -300,6 +300,7 @@ BAD_SETTINGS = [  # (command-line options, what the error must name)
     (["--set", "edge_weight_bits=16"], "edge_weight_bits=16 must be 0"),
     (["--set", "mask_pe_max=-1"], "mask_pe_max=-1 must be >= 0"),
     (["--set", "fixed_target_cycles=-1"], "fixed_target_cycles=-1 must be >= 0"),
+    (["--set", "mask_target_cycles=-1"], "mask_target_cycles=-1 must be >= 0"),
     (["--set", "val_every=0"], "val_every=0 must be >= 1"),
     (["--set", "permute_cluster=0"], "permute_cluster=0 must be >= 1"),
     (["--set", "finetune_set_temperature=-1"], "finetune_set_temperature=-1 must be >= 0"),
@@ -468,6 +469,9 @@ def test_refold_and_reexplain_start_from_the_trained_order(tiny_bundle, tmp_path
     assert again["perms"] == first["perms"]
     assert main(["finetune", "--out", str(out), "--budget", "0.5"]) == 2
     assert "folded for other settings: budget=0.5" in capsys.readouterr().err
+    assert main(["finetune", "--out", str(out), "--set", "mask_target_cycles=4096"]) == 2
+    assert ("folded for other settings: mask_target_cycles=4096 (folded for 0)"
+            in capsys.readouterr().err)
     accel = {p.name: p.stat().st_mtime_ns for p in (out / "accel").iterdir()}
     assert main(["build", "--bundle", str(out), "--board", "KV260"]) == 2
     assert "made for the Pynq-Z2 folding" in capsys.readouterr().err

@@ -69,11 +69,9 @@ def build_accelerators(model, out_dir: str | Path, board: Board | str,
 
     ``mask_keep`` (default: the model's table budget) steers the filter-enable folding; the
     model's ``mask_pe_max`` caps its PE (the mask groups the tables were built for), its
-    ``fixed_target_cycles`` (> 0) replaces the board's for the other layers.
+    cycle targets replace the board's (:func:`with_targets`).
     Intermediates go to ``work_dir`` (default ``out_dir/hw_build``)."""
-    board = load_board(board) if isinstance(board, str) else board
-    if model.config.fixed_target_cycles:
-        board = dataclasses.replace(board, fixed_target_cycles=model.config.fixed_target_cycles)
+    board = with_targets(load_board(board) if isinstance(board, str) else board, model.config)
     out_dir = Path(out_dir)
     paths = export_stages(model, out_dir / ACCEL)
     cfg = BuildConfig(board=board, out_dir=out_dir / WORK if work_dir is None else Path(work_dir),
@@ -84,6 +82,15 @@ def build_accelerators(model, out_dir: str | Path, board: Board | str,
     graphs = {spec.name: build_stage(spec, cfg) for spec in specs}
     check_board_folding_keys(board, graphs, specs)
     return graphs, cfg
+
+
+def with_targets(board: Board, config) -> Board:
+    """``board`` with the config's cycle targets where set (> 0): ``mask_target_cycles`` for
+    the filter-enable layers, ``fixed_target_cycles`` for the others (each keeps the board
+    file's otherwise, also when the other one changes)."""
+    return dataclasses.replace(
+        board, target_cycles_per_frame=config.mask_target_cycles or board.target_cycles_per_frame,
+        fixed_target_cycles=config.fixed_target_cycles or board.fixed_target)
 
 
 def check_board_folding_keys(board: Board, graphs: dict, specs: list[StageSpec]) -> None:
@@ -127,7 +134,7 @@ def estimates_from(description: dict, board: Board, cfg: BuildConfig, seconds: f
              for k in RESOURCES}
     return {
         "board": board.name, "part": board.part, "clk_ns": board.clk_ns,
-        "fmax_mhz": board.fmax_mhz, "target_cycles_per_frame": board.target_cycles_per_frame,
+        "fmax_mhz": board.fmax_mhz, "target_cycles_per_frame": cfg.board.target_cycles_per_frame,
         "fixed_target_cycles": cfg.board.fixed_target,
         "prunable_layers": description["prunable_layers"],
         "filters_per_layer": description["filters_per_layer"],
@@ -193,29 +200,50 @@ def overfull(total: dict, board: Board) -> list[str]:
     return [k for k, available in board.resources.items() if total[k] > available]
 
 
-def fitting_fixed_target(model, board: Board, est: dict, work_dir: Path,
-                         max_target: int = 1 << 18) -> tuple[int, dict] | None:
-    """The smallest doubling of the unmasked layers' cycle target (up to ``max_target``)
-    whose estimate fits the board, with its resources; None if none does. The masked layers'
-    folding, hence the mask groups and tables, stays; ``model`` is not changed."""
-    probe, target = copy.copy(model), est["fixed_target_cycles"]  # shares the weights
-    print(f"searching a slower folding that fits {board.name} ...")
-    while target < max_target:
-        target *= 2
-        probe.config = model.config.replace(fixed_target_cycles=target)
+def doublings(start: int, stop: int) -> Iterator[int]:
+    """start, 2 start, 4 start ... up to ``stop``."""
+    while start <= stop:
+        yield start
+        start *= 2
+
+
+def fitting_targets(model, board: Board, est: dict, work_dir: Path, max_target: int = 1 << 18
+                    ) -> tuple[dict[str, int], dict] | None:
+    """The cycle-target settings of a slower folding whose estimate fits the board, with its
+    resources; None if none with targets up to ``max_target`` does.
+
+    First the smallest doubling of the unmasked layers' target (the masked layers' folding,
+    hence the mask groups and tables, stays); else the smallest doubling of the filter-enable
+    layers' target with which one does (new mask groups), with the smallest such unmasked
+    target. ``model`` is not changed."""
+    probe, now = copy.copy(model), (est["target_cycles_per_frame"], est["fixed_target_cycles"])
+
+    def fitting(targets: tuple[int, int]) -> dict | None:
+        probe.config = model.config.replace(mask_target_cycles=targets[0],
+                                            fixed_target_cycles=targets[1])
         with staging(work_dir) as tmp:
             trial, _, _ = estimate_accelerators(probe, tmp, board, work_dir=tmp / WORK)
-        if trial["fits"]:
-            return target, trial["resources_total"]
+        return trial["resources_total"] if trial["fits"] else None
+
+    print(f"searching a slower folding that fits {board.name} ...")
+    for mask in doublings(now[0], max(max_target, now[0])):
+        slowest = (mask, max(max_target, now[1]))
+        if slowest == now or not fitting(slowest):
+            continue
+        for targets in ((mask, fixed) for fixed in doublings(now[1], slowest[1])):
+            resources = None if targets == now else fitting(targets)
+            if resources:
+                names = ("mask_target_cycles", "fixed_target_cycles")
+                return {n: t for n, t, was in zip(names, targets, now) if t != was}, resources
     return None
 
 
 def check_fits(est: dict, board: Board,
-               suggest: Callable[[], tuple[int, dict] | None] | None = None,
+               suggest: Callable[[], tuple[dict[str, int], dict] | None] | None = None,
                largest: int = 3) -> None:
     """Refuse FINN's hardware steps (hours of Vivado that end in a placement error) for
     accelerators whose estimate exceeds the board, naming the resources, the largest layers
-    and, from ``suggest()`` (see :func:`fitting_fixed_target`), a cycle target that fits."""
+    and, from ``suggest()`` (see :func:`fitting_targets`), cycle targets that fit."""
     total = est["resources_total"]
     over = overfull(total, board)
     if not over:
@@ -225,15 +253,28 @@ def check_fits(est: dict, board: Board,
     biggest = ", ".join(f"{name} {amount:.0f}" for amount, name in layers[:largest])
     shortfall = ", ".join(f"{k} {total[k]:.0f} > {board.resources[k]}" for k in over)
     found = suggest() if suggest is not None else None
-    slower = ("no slower folding of the layers without filter enables fits" if found is None
-              else f"with '--set fixed_target_cycles={found[0]}' (the layers without filter "
-              f"enables folded slower; {', '.join(f'{k} {found[1][k]:.0f}' for k in over)}) "
-              "it fits: 'dyfip fold', 'finetune', 'evaluate' with it, then build again")
     raise DoesNotFit(
         f"the accelerators do not fit {board.name} by FINN's estimate ({shortfall}; largest "
-        f"{over[0]}: {biggest}), so Vivado's placement would fail; {slower}. Otherwise build "
-        "for a board with more room (--board, then 'dyfip fold' for it first), or pass "
-        "--ignore-fit (make bitstream IGNORE_FIT=1) if the estimate is known to be pessimistic")
+        f"{over[0]}: {biggest}), so Vivado's placement would fail; {slower_folding(found, over)}"
+        ". Otherwise build for a board with more room (--board, then 'dyfip fold' for it "
+        "first), or pass --ignore-fit (make bitstream IGNORE_FIT=1) if the estimate is known "
+        "to be pessimistic")
+
+
+def slower_folding(found: tuple[dict[str, int], dict] | None, over: list[str]) -> str:
+    """What :func:`check_fits` says of :func:`fitting_targets`' answer."""
+    if found is None:
+        return "no slower folding fits"
+    settings, resources = found
+    slower = " and ".join(layers for key, layers in (
+        ("mask_target_cycles", "the filter-enable layers"),
+        ("fixed_target_cycles", "the layers without filter enables")) if key in settings)
+    slower += " folded slower"
+    if "mask_target_cycles" in settings:
+        slower += ", so the mask groups may change"
+    return (f"with '{' '.join(f'--set {k}={v}' for k, v in settings.items())}' ({slower}; "
+            f"{', '.join(f'{k} {resources[k]:.0f}' for k in over)}) it fits: "
+            "'dyfip fold', 'finetune', 'evaluate' with it, then build again")
 
 
 def main(bundle_dir: str | Path, board: str = "Pynq-Z2", bitstream: bool = False,
@@ -269,8 +310,8 @@ def main(bundle_dir: str | Path, board: str = "Pynq-Z2", bitstream: bool = False
     print(summary(est, bundle))
     if bitstream:
         if not ignore_fit:
-            check_fits(est, board_cfg, lambda: fitting_fixed_target(model, board_cfg, est,
-                                                                    bundle / WORK))
+            check_fits(est, board_cfg, lambda: fitting_targets(model, board_cfg, est,
+                                                               bundle / WORK))
         run_bitstream(model, graphs, cfg, bundle)
     return est
 

@@ -68,6 +68,7 @@ class Config:
     budget: float | tuple[float, ...] = 0.1875  # kept filter fraction (or one per layer)
     group_size: int = 0  # mask granularity; 0: the PE of each layer in the board's folding
     mask_pe_max: int = 0  # cap on that PE: finer masks, maybe more cycles; 0: no cap
+    mask_target_cycles: int = 0  # > 0: replaces the board's target_cycles_per_frame for them
     fixed_target_cycles: int = 0  # > 0: replaces the board's for layers without filter enables
     board: str = "Pynq-Z2"  # FINN folding for cycles and mask groups ("none": default folding)
     permute: bool = True  # cluster co-important filters into PE groups (function unchanged)
@@ -167,9 +168,10 @@ class Config:
                              "per cluster)")
         if self.mask_pe_max < 0:
             raise ValueError(f"mask_pe_max={self.mask_pe_max} must be >= 0 (0: no cap)")
-        if self.fixed_target_cycles < 0:
-            raise ValueError(f"fixed_target_cycles={self.fixed_target_cycles} must be >= 0 "
-                             "(0: the board file's)")
+        for name in ("mask_target_cycles", "fixed_target_cycles"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0: the board "
+                                 "file's)")
         if self.mask_blocks and self.group_size:
             raise ValueError(f"mask_blocks=true places masks in the board folding's input "
                              f"folds: it needs group_size=0 (the PE groups), not "

@@ -455,9 +455,10 @@ def software_environment() -> dict:
 
 
 def fold_settings(config: Config) -> dict:
-    """The settings a folding depends on (the board, the budget and PE cap that steer the
-    filter-enable layers' PE, i.e. the mask groups, and the other layers' cycle target)."""
+    """The settings a folding depends on (the board, the budget, PE cap and cycle target that
+    steer the filter-enable layers' PE, i.e. the mask groups, and the other layers' target)."""
     return {"board": config.board, "budget": config.budget, "mask_pe_max": config.mask_pe_max,
+            "mask_target_cycles": config.mask_target_cycles,
             "fixed_target_cycles": config.fixed_target_cycles}
 
 
