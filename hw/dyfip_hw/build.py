@@ -86,8 +86,8 @@ def build_accelerators(model, out_dir: str | Path, board: Board | str,
 
 def with_targets(board: Board, config) -> Board:
     """``board`` with the config's cycle targets where set (> 0): ``mask_target_cycles`` for
-    the filter-enable layers, ``fixed_target_cycles`` for the others (each keeps the board
-    file's otherwise, also when the other one changes)."""
+    the filter-enable layers, ``fixed_target_cycles`` for the others; each layer kind keeps
+    the board file's target otherwise."""
     return dataclasses.replace(
         board, target_cycles_per_frame=config.mask_target_cycles or board.target_cycles_per_frame,
         fixed_target_cycles=config.fixed_target_cycles or board.fixed_target)
