@@ -450,6 +450,26 @@ def test_refold_applies_this_runs_settings(tiny_bundle, tmp_path):
     assert after == {name: 1 for name in before}
 
 
+def test_fold_notes_a_folding_the_board_cannot_hold(tiny_bundle, tmp_path, capsys):
+    """A folding whose estimate exceeds the board is kept (its figures hold), with a note that
+    'dyfip build --bitstream' will refuse it; the filter-enable layers' cycle target
+    (``mask_target_cycles``, replacing the board file's) is part of the folding."""
+    from dyfip.cli import main
+
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    assert main(["fold", "--out", str(out), "--set", "mask_target_cycles=16"]) == 0
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps its lines
+    assert re.search(r"note: by FINN's estimate this folding does not fit Pynq-Z2 \(LUT \d+ > "
+                     r"53200, .*'dyfip build --bitstream' will refuse it", err), err
+    folding = json.loads((out / "folding.json").read_text())
+    assert folding["fits"] is False and folding["target_cycles_per_frame"] == 16
+    assert folding["folded_for"]["mask_target_cycles"] == 16
+    assert main(["fold", "--out", str(out), "--set", "mask_target_cycles=0"]) == 0
+    assert "note:" not in capsys.readouterr().err  # the board file's folding fits
+    assert "note:" not in capsys.readouterr().err
+
+
 def test_refold_and_reexplain_start_from_the_trained_order(tiny_bundle, tmp_path, capsys):
     """A second fold (or explain) undoes the first fold's permutation: the same
     permutation, the same fold gain, the same function; a folding made for another budget

@@ -200,6 +200,12 @@ def overfull(total: dict, board: Board) -> list[str]:
     return [k for k, available in board.resources.items() if total[k] > available]
 
 
+def shortfall(est: dict) -> str:
+    """The resources an estimate needs more of than its board has, e.g. 'LUT 77361 > 53200'."""
+    total, available = est["resources_total"], est["resources_available"]
+    return ", ".join(f"{k} {total[k]:.0f} > {n}" for k, n in available.items() if total[k] > n)
+
+
 def doublings(start: int, stop: int) -> Iterator[int]:
     """start, 2 start, 4 start ... up to ``stop``."""
     while start <= stop:
@@ -244,18 +250,17 @@ def check_fits(est: dict, board: Board,
     """Refuse FINN's hardware steps (hours of Vivado that end in a placement error) for
     accelerators whose estimate exceeds the board, naming the resources, the largest layers
     and, from ``suggest()`` (see :func:`fitting_targets`), cycle targets that fit."""
-    total = est["resources_total"]
-    over = overfull(total, board)
+    over = overfull(est["resources_total"], board)
     if not over:
         return
     layers = sorted(((la["resources"][over[0]], f"{stage}/{la['name']}")
                      for stage, s in est["stages"].items() for la in s["layers"]), reverse=True)
     biggest = ", ".join(f"{name} {amount:.0f}" for amount, name in layers[:largest])
-    shortfall = ", ".join(f"{k} {total[k]:.0f} > {board.resources[k]}" for k in over)
     found = suggest() if suggest is not None else None
     raise DoesNotFit(
-        f"the accelerators do not fit {board.name} by FINN's estimate ({shortfall}; largest "
-        f"{over[0]}: {biggest}), so Vivado's placement would fail; {slower_folding(found, over)}"
+        f"the accelerators do not fit {board.name} by FINN's estimate ({shortfall(est)}; "
+        f"largest {over[0]}: {biggest}), so Vivado's placement would fail; "
+        f"{slower_folding(found, over)}"
         ". Otherwise build for a board with more room (--board, then 'dyfip fold' for it "
         "first), or pass --ignore-fit (make bitstream IGNORE_FIT=1) if the estimate is known "
         "to be pessimistic")

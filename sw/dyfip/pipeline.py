@@ -175,7 +175,7 @@ class Pipeline:
         c = self.config
         if c.board == "none":
             return
-        from dyfip_hw.build import estimate_accelerators
+        from dyfip_hw.build import estimate_accelerators, shortfall
         from dyfip_hw.permute import apply_permutation, fold_gain
 
         base, imp = self.unpermuted(self.trained(), self.importance())
@@ -183,6 +183,10 @@ class Pipeline:
         with tempfile.TemporaryDirectory(prefix="dyfip-fold-") as tmp:
             est, _, _ = estimate_accelerators(base, tmp, c.board, mask_keep=c.budget)
         est["folded_for"] = fold_settings(self.config)
+        if not est["fits"]:
+            console.print(f"[yellow]note:[/] by FINN's estimate this folding does not fit "
+                          f"{c.board} ({shortfall(est)}); its figures hold, but 'dyfip build "
+                          "--bitstream' will refuse it and name slower cycle targets that fit")
         permutation = None
         if c.permute:
             before = fold_gain(imp, est, c.budget, c.k, mode=c.importance_mode)
