@@ -8,6 +8,9 @@ BPY := $(BOARD_VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 SEED ?= 0
 BOARD ?=
+SET ?=
+# the main jobs' board and config settings: make bench BOARD=KV260 SET="mask_target_cycles=8192"
+RUN_FLAGS = $(if $(BOARD),--board $(BOARD)) $(foreach s,$(SET),--set $(s))
 DEMO_DIR ?= build/demo
 BENCH_DIR ?= build/bench
 BUNDLE ?= $(DEMO_DIR)
@@ -40,7 +43,7 @@ board-env: $(BOARD_VENV)/.stamp
 
 # ---- the main jobs ------------------------------------------------------------------
 demo: env
-	$(VENV)/bin/dyfip run --dataset digits --seed $(SEED) --out $(DEMO_DIR) $(if $(BOARD),--board $(BOARD))
+	$(VENV)/bin/dyfip run --dataset digits --seed $(SEED) --out $(DEMO_DIR) $(RUN_FLAGS)
 
 SEEDS ?= 0 1 2
 # $(call aggregate_seeds,PREFIX): mean +- s.e. and per-seed table of build/PREFIX-seedN
@@ -49,7 +52,7 @@ aggregate_seeds = $(VENV)/bin/dyfip aggregate $(foreach s,$(SEEDS),build/$(1)-se
 
 demo-seeds: env
 	for s in $(SEEDS); do $(VENV)/bin/dyfip run --dataset digits --seed $$s --out build/demo-seed$$s \
-	  --no-sweep $(if $(BOARD),--board $(BOARD)) || exit 1; done
+	  --no-sweep $(RUN_FLAGS) || exit 1; done
 	$(call aggregate_seeds,demo)
 
 fashion-mnist:
@@ -58,7 +61,7 @@ fashion-mnist:
 	else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or pass DATA_DIR=<folder with the IDX files>"; exit 1; fi
 
 bench: env fashion-mnist
-	$(VENV)/bin/dyfip run --dataset fashion-mnist --seed $(SEED) --out $(BENCH_DIR) $(if $(BOARD),--board $(BOARD)) \
+	$(VENV)/bin/dyfip run --dataset fashion-mnist --seed $(SEED) --out $(BENCH_DIR) $(RUN_FLAGS) \
 	  $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 bench-seeds: env fashion-mnist
