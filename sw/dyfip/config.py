@@ -68,7 +68,7 @@ class Config:
     budget: float | tuple[float, ...] = 0.1875  # kept filter fraction (or one per layer)
     group_size: int = 0  # mask granularity; 0: the PE of each layer in the board's folding
     mask_pe_max: int = 0  # cap on that PE: finer masks, maybe more cycles; 0: no cap
-    mask_target_cycles: int = 0  # > 0: replaces the board's target_cycles_per_frame for them
+    mask_target_cycles: int = 0  # > 0: replaces the board's target for filter-enable layers
     fixed_target_cycles: int = 0  # > 0: replaces the board's for layers without filter enables
     board: str = "Pynq-Z2"  # FINN folding for cycles and mask groups ("none": default folding)
     permute: bool = True  # cluster co-important filters into PE groups (function unchanged)
