@@ -467,7 +467,6 @@ def test_fold_notes_a_folding_the_board_cannot_hold(tiny_bundle, tmp_path, capsy
     assert folding["folded_for"]["mask_target_cycles"] == 16
     assert main(["fold", "--out", str(out), "--set", "mask_target_cycles=0"]) == 0
     assert "note:" not in capsys.readouterr().err  # the board file's folding fits
-    assert "note:" not in capsys.readouterr().err
 
 
 def test_refold_and_reexplain_start_from_the_trained_order(tiny_bundle, tmp_path, capsys):
