@@ -141,7 +141,7 @@ def estimates_from(description: dict, board: Board, cfg: BuildConfig, seconds: f
         "group_size": {la["layer"]: la["PE"] for la in masked},
         "total_latency_cycles": sum(s["latency_cycles"] for s in stages.values()),
         "resources_total": total, "resources_available": board.resources,
-        "fits": not overfull(total, board),
+        "fits": not overfull(total, board.resources),
         "cycle_model": "dyfip.kernels.masked_mvau_cycles per MaskedMVAU, FINN get_exp_cycles "
                        "otherwise; dyfip.dataflow.stage_cycles(estimates['stages'][s], masks)",
         "stages": stages, "build_seconds": round(seconds, 2), "steps": cfg.log}
@@ -195,15 +195,15 @@ class DoesNotFit(ValueError):
     """The estimated accelerators need more of a resource than the board has."""
 
 
-def overfull(total: dict, board: Board) -> list[str]:
-    """The resources an estimate's ``resources_total`` needs more of than the board has."""
-    return [k for k, available in board.resources.items() if total[k] > available]
+def overfull(total: dict, available: dict) -> list[str]:
+    """The resources an estimate's ``resources_total`` needs more of than are ``available``."""
+    return [k for k, n in available.items() if total[k] > n]
 
 
 def shortfall(est: dict) -> str:
     """The resources an estimate needs more of than its board has, e.g. 'LUT 77361 > 53200'."""
     total, available = est["resources_total"], est["resources_available"]
-    return ", ".join(f"{k} {total[k]:.0f} > {n}" for k, n in available.items() if total[k] > n)
+    return ", ".join(f"{k} {total[k]:.0f} > {available[k]}" for k in overfull(total, available))
 
 
 def doublings(start: int, stop: int) -> Iterator[int]:
@@ -250,7 +250,7 @@ def check_fits(est: dict, board: Board,
     """Refuse FINN's hardware steps (hours of Vivado that end in a placement error) for
     accelerators whose estimate exceeds the board, naming the resources, the largest layers
     and, from ``suggest()`` (see :func:`fitting_targets`), cycle targets that fit."""
-    over = overfull(est["resources_total"], board)
+    over = overfull(est["resources_total"], board.resources)
     if not over:
         return
     layers = sorted(((la["resources"][over[0]], f"{stage}/{la['name']}")
