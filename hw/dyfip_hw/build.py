@@ -231,16 +231,21 @@ def fitting_targets(model, board: Board, est: dict, work_dir: Path, max_target: 
             trial, _, _ = estimate_accelerators(probe, tmp, board, work_dir=tmp / WORK)
         return trial["resources_total"] if trial["fits"] else None
 
+    def settings(targets: tuple[int, int]) -> dict[str, int]:  # the changed ones
+        names = ("mask_target_cycles", "fixed_target_cycles")
+        return {n: t for n, t, was in zip(names, targets, now) if t != was}
+
     print(f"searching a slower folding that fits {board.name} ...")
     for mask in doublings(now[0], max(max_target, now[0])):
         slowest = (mask, max(max_target, now[1]))
-        if slowest == now or not fitting(slowest):
+        top = None if slowest == now else fitting(slowest)
+        if not top:
             continue
-        for targets in ((mask, fixed) for fixed in doublings(now[1], slowest[1])):
-            resources = None if targets == now else fitting(targets)
+        for fixed in doublings(now[1], slowest[1] - 1):  # faster unmasked targets first
+            resources = None if (mask, fixed) == now else fitting((mask, fixed))
             if resources:
-                names = ("mask_target_cycles", "fixed_target_cycles")
-                return {n: t for n, t, was in zip(names, targets, now) if t != was}, resources
+                return settings((mask, fixed)), resources
+        return settings(slowest), top
     return None
 
 
